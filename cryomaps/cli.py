@@ -1,0 +1,84 @@
+"""The ``cryomaps`` command.
+
+Each subcommand lives in its own module under :mod:`cryomaps.commands`. Such a module is light at
+import time (argparse only) and exposes::
+
+    HELP: str                                   # one line shown by ``cryomaps --help``
+    def add_arguments(parser) -> None           # declares its options
+    def run(args) -> int | None                 # does the work; heavy imports happen in here
+
+Subcommands driven by Hydra take ``key=value`` overrides as positional arguments
+(``nargs="*"``) and compose the packaged configs inside ``run``. Errors of type
+:class:`cryomaps.errors.CryomapsError` are printed as one line and give exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module under cryomaps.commands; order is the order shown by --help.
+COMMANDS = {
+    "demo": "demo",
+    "info": "info",
+    "simulate": "simulate",
+    "generate": "generate",
+    "locres": "locres",
+    "evaluate": "evaluate",
+    "fetch": "fetch",
+    "curate": "curate",
+    "train": "train",
+    "finetune": "finetune",
+}
+
+
+def _available_commands() -> dict:
+    """Import the light command modules that exist (some arrive with later features)."""
+    modules = {}
+    for name, module_name in COMMANDS.items():
+        try:
+            modules[name] = importlib.import_module(f"cryomaps.commands.{module_name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"cryomaps.commands.{module_name}":
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cryomaps import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="cryomaps",
+        description="Differentiable cryo-EM map simulation, map generation and local resolution.",
+    )
+    parser.add_argument("--version", action="version", version=f"cryomaps {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in _available_commands().items():
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cryomaps.errors import CryomapsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 1
+    try:
+        status = args._run(args)
+    except CryomapsError as error:
+        print(f"cryomaps {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cryomaps {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(status or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Exception types of cryomaps.
+
+Every problem with user input is raised as a :class:`CryomapsError` whose message is one line that
+names the file (when there is one) and the problem. The command line prints that line and exits
+with status 2 instead of showing a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class CryomapsError(Exception):
+    """Base class of the errors cryomaps reports to users as one clear line."""
+
+
+class InputError(CryomapsError):
+    """A file or argument given by the user cannot be used.
+
+    Args:
+        path: the offending file, or ``None`` when the problem is not tied to a file.
+        problem: what is wrong, as a short phrase ("not an MRC/CCP4 map", "contains 12 NaN values").
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else os.fspath(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{self.path}: {problem}")

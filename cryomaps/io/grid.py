@@ -1,0 +1,95 @@
+"""The one place where cryomaps' grid conventions are written down.
+
+Conventions (used by every module of cryomaps):
+
+- Lengths are in Ångström.
+- Arrays holding a map are indexed ``(x, y, z)``: ``data[i, j, k]`` is the value at world position
+  ``origin + (i, j, k) * voxel_size``. Values are samples at voxel *centres*; voxel ``(0, 0, 0)``
+  is centred on ``origin``.
+- ``origin`` is the world position (Å) of voxel ``(0, 0, 0)``; ``voxel_size`` has three entries
+  (Å), one per axis, so anisotropic sampling is allowed. Only orthogonal cells are supported.
+- Geometry is kept as float64 arrays whose values are exactly representable in float32, the
+  precision of MRC headers, so that writing and reading a map round-trips exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def as_header_precision(values) -> np.ndarray:
+    """Return ``values`` as a float64 array of 3 numbers rounded to float32 (MRC header) precision."""
+    array = np.asarray(values, dtype=np.float64).reshape(-1)
+    if array.size == 1:
+        array = np.repeat(array, 3)
+    if array.shape != (3,):
+        raise ValueError(f"expected 1 or 3 numbers, got {array.size}")
+    return np.asarray(array.astype(np.float32), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular orthogonal sampling of space.
+
+    Attributes:
+        shape: number of voxels along (x, y, z).
+        voxel_size: voxel edge lengths (Å) along (x, y, z).
+        origin: world position (Å) of the centre of voxel (0, 0, 0).
+    """
+
+    shape: tuple[int, int, int]
+    voxel_size: np.ndarray
+    origin: np.ndarray
+
+    def __post_init__(self):
+        shape = tuple(int(n) for n in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"grid shape must be 3 positive integers, got {self.shape}")
+        voxel_size = as_header_precision(self.voxel_size)
+        if np.any(voxel_size <= 0) or not np.all(np.isfinite(voxel_size)):
+            raise ValueError(f"voxel size must be positive and finite, got {voxel_size}")
+        origin = as_header_precision(self.origin)
+        if not np.all(np.isfinite(origin)):
+            raise ValueError(f"origin must be finite, got {origin}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "voxel_size", voxel_size)
+        object.__setattr__(self, "origin", origin)
+
+    @classmethod
+    def around(cls, coords: np.ndarray, voxel_size=1.0, padding: float = 10.0) -> "Grid":
+        """Grid covering the bounding box of ``coords`` (N, 3) Å plus ``padding`` Å on every side."""
+        coords = np.asarray(coords, dtype=np.float64)
+        voxel = as_header_precision(voxel_size)
+        low = coords.min(axis=0) - padding
+        high = coords.max(axis=0) + padding
+        shape = np.floor((high - low) / voxel).astype(int) + 1
+        return cls(tuple(shape), voxel, low)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def extent(self) -> np.ndarray:
+        """Edge lengths (Å) of the box covered by the voxel centres' cells: shape * voxel_size."""
+        return np.asarray(self.shape) * self.voxel_size
+
+    def axis_coordinates(self, axis: int) -> np.ndarray:
+        """World coordinates (Å) of the voxel centres along one axis (0 = x, 1 = y, 2 = z)."""
+        return self.origin[axis] + np.arange(self.shape[axis]) * self.voxel_size[axis]
+
+    def world_to_index(self, points: np.ndarray) -> np.ndarray:
+        """Continuous voxel indices (N, 3) of world points (N, 3) Å; voxel centres are integers."""
+        return (np.asarray(points, dtype=np.float64) - self.origin) / self.voxel_size
+
+    def index_to_world(self, indices: np.ndarray) -> np.ndarray:
+        """World positions (N, 3) Å of continuous voxel indices (N, 3)."""
+        return self.origin + np.asarray(indices, dtype=np.float64) * self.voxel_size
+
+    def voxel_centres(self) -> np.ndarray:
+        """World positions (nx*ny*nz, 3) Å of all voxel centres, in C order of (x, y, z) indices."""
+        axes = [self.axis_coordinates(axis) for axis in range(3)]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.reshape(-1) for m in mesh], axis=1)

@@ -1,0 +1,233 @@
+"""Reading and writing MRC/CCP4 maps (``.mrc``, ``.map``, ``.ccp4``, optionally gzipped).
+
+The only place where the file's axis order is converted: a :class:`DensityMap` always holds data
+indexed (x, y, z) (see :mod:`cryomaps.io.grid`).
+
+Header rules:
+- MAPC/MAPR/MAPS say which of x, y, z the columns, rows and sections run along; any permutation
+  is accepted.
+- Voxel size = CELLA / (MX, MY, MZ) per axis; anisotropic voxels are kept.
+- Origin = the ORIGIN field when it is non-zero, else (NXSTART, NYSTART, NZSTART) * voxel size,
+  the starts being permuted to x, y, z like the data. The two are never added (EMD-6374 has both
+  set and the ORIGIN field alone places the map on its model).
+- Non-orthogonal cells (CELLB not 90°) are rejected.
+Written maps use MAPC/MAPR/MAPS = 1, 2, 3, NXSTART = 0 and the ORIGIN field, which ChimeraX,
+gemmi, RELION and Coot all read.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryomaps.errors import InputError
+from cryomaps.io.grid import Grid, as_header_precision
+
+
+@dataclass
+class DensityMap:
+    """A density map: data indexed (x, y, z) with its geometry.
+
+    Attributes:
+        data: float32 array of shape (nx, ny, nz).
+        voxel_size: (3,) voxel edge lengths in Å along x, y, z.
+        origin: (3,) world position in Å of the centre of voxel (0, 0, 0).
+    """
+
+    data: np.ndarray
+    voxel_size: np.ndarray
+    origin: np.ndarray
+
+    def __post_init__(self):
+        self.data = np.ascontiguousarray(self.data, dtype=np.float32)
+        if self.data.ndim != 3:
+            raise ValueError(f"map data must be 3-D (x, y, z), got shape {self.data.shape}")
+        self.voxel_size = as_header_precision(self.voxel_size)
+        self.origin = as_header_precision(self.origin)
+
+    @classmethod
+    def from_grid(cls, data, grid: Grid) -> "DensityMap":
+        """Wrap ``data`` (nx, ny, nz) array or tensor sampled on ``grid``."""
+        if hasattr(data, "detach"):
+            data = data.detach().cpu().numpy()
+        if tuple(np.shape(data)) != grid.shape:
+            raise ValueError(f"data shape {np.shape(data)} does not match grid shape {grid.shape}")
+        return cls(np.asarray(data), grid.voxel_size, grid.origin)
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.data.shape, self.voxel_size, self.origin)
+
+
+MAP_SUFFIXES = (".mrc", ".map", ".ccp4", ".mrcs", ".rec")
+
+
+def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
+    """Read an MRC/CCP4 map (gzip or bzip2 compressed files are detected) into (x, y, z) order.
+
+    Raises:
+        InputError: the file is missing, not an MRC/CCP4 map, truncated, has a non-orthogonal cell,
+            a zero cell or (unless ``allow_nan``) NaN or infinite values.
+    """
+    import mrcfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such file")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            # Permissive: tolerate harmless header faults (EMD-6374 has a zero machine stamp);
+            # the checks that matter are done here.
+            with mrcfile.open(path, mode="r", permissive=True) as mrc:
+                header = mrc.header.copy()
+                raw = None if mrc.data is None else np.asarray(mrc.data, dtype=np.float32).copy()
+    except (ValueError, EOFError, OSError) as error:
+        raise InputError(path, f"not a readable MRC/CCP4 map ({_first_line(error)})") from None
+    problems = [_first_line(w.message) for w in caught]
+    if bytes(header.map) != b"MAP ":
+        raise InputError(path, "not an MRC/CCP4 map (no 'MAP ' identifier in the header)")
+    if raw is None:
+        raise InputError(path, f"truncated or unreadable map data ({problems[0] if problems else 'no data'})")
+    if raw.ndim != 3:
+        raise InputError(path, f"expected a 3-D volume, found {raw.ndim}-D data of shape {raw.shape}")
+    return _map_from_header(path, header, raw, allow_nan)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def _map_from_header(path: Path, header, raw: np.ndarray, allow_nan: bool) -> DensityMap:
+    """Convert mrcfile's (section, row, column) data and header into a :class:`DensityMap`."""
+    axis_of_dim = [int(header.mapc), int(header.mapr), int(header.maps)]  # column, row, section
+    if sorted(axis_of_dim) != [1, 2, 3]:
+        raise InputError(path, f"invalid axis order MAPC/MAPR/MAPS = {axis_of_dim}")
+    angles = np.array([header.cellb.alpha, header.cellb.beta, header.cellb.gamma], dtype=np.float64)
+    if np.any(np.abs(angles - 90.0) > 1e-3) and np.any(angles != 0.0):
+        raise InputError(path, f"non-orthogonal cell (angles {angles.tolist()}) is not supported")
+
+    # raw is indexed (section, row, column); array axis 2 runs along axis_of_dim[0], etc.
+    file_axis_of_array_axis = [axis_of_dim[2], axis_of_dim[1], axis_of_dim[0]]
+    data = np.transpose(raw, [file_axis_of_array_axis.index(axis) for axis in (1, 2, 3)])
+
+    sampling = np.array([header.mx, header.my, header.mz], dtype=np.float64)
+    cell = np.array([header.cella.x, header.cella.y, header.cella.z], dtype=np.float64)
+    if np.any(sampling <= 0) or np.any(cell <= 0):
+        raise InputError(path, f"invalid cell: dimensions {cell.tolist()} Å over {sampling.tolist()} samples")
+    voxel_size = cell / sampling
+
+    origin_field = np.array([header.origin.x, header.origin.y, header.origin.z], dtype=np.float64)
+    starts_by_dim = [int(header.nxstart), int(header.nystart), int(header.nzstart)]
+    starts_xyz = np.array([starts_by_dim[axis_of_dim.index(axis)] for axis in (1, 2, 3)], dtype=np.float64)
+    origin = origin_field if np.any(origin_field != 0.0) else starts_xyz * voxel_size
+    if not np.all(np.isfinite(origin)):
+        raise InputError(path, f"invalid origin {origin.tolist()}")
+
+    n_bad = int(np.count_nonzero(~np.isfinite(data)))
+    if n_bad and not allow_nan:
+        raise InputError(path, f"map contains {n_bad} NaN or infinite values")
+    return DensityMap(data, voxel_size, origin)
+
+
+def write_map(path: str | os.PathLike, density_map: DensityMap, label: str = "written by cryomaps") -> Path:
+    """Write ``density_map`` atomically (temporary file in the same folder, then rename).
+
+    A name ending in ``.gz`` is gzip-compressed. The header carries MAPC/MAPR/MAPS = 1, 2, 3,
+    NXSTART = 0, the ORIGIN field = ``density_map.origin`` and CELLA = shape * voxel size, so the
+    map overlays its model in ChimeraX and gemmi. Returns the path written.
+    """
+    import mrcfile
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(path, f"output folder {path.parent} does not exist")
+    compression = "gzip" if path.name.endswith(".gz") else None
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.new(temp_name, overwrite=True, compression=compression) as mrc:
+                mrc.set_data(np.ascontiguousarray(density_map.data.transpose(2, 1, 0)))
+                _set_geometry(mrc.header, density_map)
+                mrc.update_header_stats()
+                mrc.add_label(label[:80])
+        os.replace(temp_name, path)
+    except BaseException:
+        if os.path.exists(temp_name):
+            os.remove(temp_name)
+        raise
+    return path
+
+
+def _set_geometry(header, density_map: DensityMap) -> None:
+    shape = density_map.data.shape
+    header.mapc, header.mapr, header.maps = 1, 2, 3
+    header.nxstart = header.nystart = header.nzstart = 0
+    header.mx, header.my, header.mz = shape
+    cell = density_map.voxel_size * np.asarray(shape)
+    header.cella = tuple(float(value) for value in cell)
+    header.cellb = (90.0, 90.0, 90.0)
+    header.origin = tuple(float(value) for value in density_map.origin)
+
+
+def sample_map(density_map: DensityMap, points, fill_value: float = 0.0, chunk_size: int = 1 << 20) -> np.ndarray:
+    """Trilinearly interpolate the map at world points.
+
+    Args:
+        density_map: the map.
+        points: (N, 3) world positions in Å.
+        fill_value: value for points outside the box spanned by the voxel centres.
+        chunk_size: points processed at once (bounds memory).
+    Returns:
+        (N,) float64 values.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    values = np.empty(len(points), dtype=np.float64)
+    for start in range(0, len(points), chunk_size):
+        stop = start + chunk_size
+        values[start:stop] = _trilinear(density_map, points[start:stop], fill_value)
+    return values
+
+
+def _trilinear(density_map: DensityMap, points: np.ndarray, fill_value: float) -> np.ndarray:
+    data = density_map.data
+    shape = np.asarray(data.shape)
+    index = (points - density_map.origin) / density_map.voxel_size
+    inside = np.all((index >= 0) & (index <= shape - 1), axis=1)
+    index = np.clip(index, 0, shape - 1)
+    low = np.minimum(np.floor(index).astype(np.int64), np.maximum(shape - 2, 0))
+    frac = index - low
+    high = np.minimum(low + 1, shape - 1)
+    values = np.zeros(len(points), dtype=np.float64)
+    for corner in range(8):
+        pick = [(corner >> axis) & 1 for axis in range(3)]
+        ix, iy, iz = (np.where(pick[axis], high[:, axis], low[:, axis]) for axis in range(3))
+        weight = np.prod([np.where(pick[axis], frac[:, axis], 1.0 - frac[:, axis]) for axis in range(3)], axis=0)
+        values += weight * data[ix, iy, iz]
+    values[~inside] = fill_value
+    return values
+
+
+def resample_map(density_map: DensityMap, target_grid: Grid, fill_value: float = 0.0) -> DensityMap:
+    """Trilinear resampling of ``density_map`` onto ``target_grid`` (values at its voxel centres).
+
+    Works through blocks of x-planes so memory stays bounded for large grids.
+    """
+    nx, ny, nz = target_grid.shape
+    out = np.empty(target_grid.shape, dtype=np.float32)
+    planes_per_block = max(1, (1 << 20) // (ny * nz))
+    y_axis, z_axis = target_grid.axis_coordinates(1), target_grid.axis_coordinates(2)
+    for start in range(0, nx, planes_per_block):
+        x_axis = target_grid.axis_coordinates(0)[start : start + planes_per_block]
+        mesh = np.meshgrid(x_axis, y_axis, z_axis, indexing="ij")
+        points = np.stack([m.reshape(-1) for m in mesh], axis=1)
+        out[start : start + len(x_axis)] = sample_map(density_map, points, fill_value).reshape(len(x_axis), ny, nz)
+    return DensityMap.from_grid(out, target_grid)

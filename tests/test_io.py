@@ -1,0 +1,265 @@
+"""Map and model I/O: real pairs overlay their density, exact round trips, clear errors."""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+
+import mrcfile
+import numpy as np
+import pytest
+
+from cryomaps.cli import main as cli_main
+from cryomaps.errors import InputError
+from cryomaps.io import DensityMap, Grid, read_map, read_structure, resample_map, sample_map, write_map
+
+
+def density_z_score_at_atoms(density: DensityMap, coords: np.ndarray) -> float:
+    """(mean map value at atoms - map mean) / map standard deviation."""
+    values = sample_map(density, coords)
+    return float((values.mean() - density.data.mean()) / density.data.std())
+
+
+def header_origins(path) -> dict[str, np.ndarray]:
+    """Origins (Å, x y z) of a map under the right and two wrong conventions, from the raw header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.open(path, permissive=True, header_only=True) as mrc:
+            header = mrc.header
+            assert (int(header.mapc), int(header.mapr), int(header.maps)) == (1, 2, 3)
+            voxel = np.array([header.cella.x / header.mx, header.cella.y / header.my, header.cella.z / header.mz])
+            field = np.array([header.origin.x, header.origin.y, header.origin.z], dtype=float)
+            starts = np.array([header.nxstart, header.nystart, header.nzstart], dtype=float) * voxel
+    right = field if np.any(field != 0) else starts
+    return {"right": right, "sum_of_both": field + starts, "origin_field_only": field}
+
+
+def test_every_shared_pair_sits_on_its_density(shared_pairs):
+    assert len(shared_pairs) == 8
+    for pair in shared_pairs:
+        density = read_map(pair["map_path"])
+        model = read_structure(pair["model_path"])
+        z_score = density_z_score_at_atoms(density, model.coords)
+        assert z_score > 1.0, f"{pair['name']}: model not on density (z = {z_score:.2f})"
+        np.testing.assert_allclose(density.origin, header_origins(pair["map_path"])["right"], atol=1e-4)
+
+
+def test_wrong_origin_conventions_move_models_off_their_density(shared_pairs):
+    """Adding ORIGIN and NXSTART, or ignoring NXSTART, misplaces the maps where the two differ."""
+    checked = 0
+    for pair in shared_pairs:
+        density = read_map(pair["map_path"])
+        model = read_structure(pair["model_path"])
+        origins = header_origins(pair["map_path"])
+        for convention in ("sum_of_both", "origin_field_only"):
+            if np.allclose(origins[convention], origins["right"]):
+                continue  # this header is placed the same way under this convention
+            wrong = DensityMap(density.data, density.voxel_size, origins[convention])
+            z_score = density_z_score_at_atoms(wrong, model.coords)
+            assert z_score < 1.0, f"{pair['name']} with {convention}: z = {z_score:.2f} should fail the check"
+            checked += 1
+    assert checked >= 3  # EMD-5168 and EMD-5170 (NXSTART-placed) and EMD-6374 (both fields set)
+
+
+def test_swapped_axes_move_models_off_their_density(shared_pairs):
+    """Reading (z, y, x) data as if it were (x, y, z) fails the overlay check."""
+    for pair in shared_pairs:
+        density = read_map(pair["map_path"])
+        model = read_structure(pair["model_path"])
+        swapped = DensityMap(density.data.transpose(2, 1, 0), density.voxel_size[::-1], density.origin)
+        assert density_z_score_at_atoms(swapped, model.coords) < 1.0, pair["name"]
+
+
+def _write_raw_mrc(path, file_data, axis_order, starts, voxel, origin_field=(0.0, 0.0, 0.0)):
+    """Write a map with mrcfile directly: ``file_data`` is (section, row, column) as stored."""
+    with mrcfile.new(path, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(file_data, dtype=np.float32))
+        header = mrc.header
+        header.mapc, header.mapr, header.maps = axis_order
+        header.nxstart, header.nystart, header.nzstart = starts
+        shape_by_axis = {axis: file_data.shape[2 - dim] for dim, axis in enumerate(axis_order)}
+        header.mx, header.my, header.mz = (shape_by_axis[a] for a in (1, 2, 3))
+        header.cella = tuple(voxel[a - 1] * shape_by_axis[a] for a in (1, 2, 3))
+        header.origin = origin_field
+
+
+def test_axis_order_321_with_nxstart_reads_like_123(tmp_path):
+    rng = np.random.default_rng(0)
+    data_xyz = rng.normal(size=(5, 6, 7)).astype(np.float32)
+    voxel = (1.5, 1.25, 0.75)
+    start_xyz = (-3, 4, 11)
+    # MAPC/R/S = 1,2,3: columns x, rows y, sections z -> stored as (z, y, x).
+    _write_raw_mrc(tmp_path / "xyz.mrc", data_xyz.transpose(2, 1, 0), (1, 2, 3), start_xyz, voxel)
+    # MAPC/R/S = 3,2,1: columns z, rows y, sections x -> stored as (x, y, z); starts follow the order.
+    _write_raw_mrc(tmp_path / "zyx.mrc", data_xyz, (3, 2, 1), start_xyz[::-1], voxel)
+    reference, permuted = read_map(tmp_path / "xyz.mrc"), read_map(tmp_path / "zyx.mrc")
+    np.testing.assert_array_equal(reference.data, data_xyz)
+    np.testing.assert_array_equal(permuted.data, data_xyz)
+    np.testing.assert_allclose(permuted.voxel_size, voxel, rtol=1e-7)
+    np.testing.assert_allclose(permuted.origin, np.array(start_xyz) * voxel, rtol=1e-7)
+    np.testing.assert_array_equal(permuted.voxel_size, reference.voxel_size)
+    np.testing.assert_array_equal(permuted.origin, reference.origin)
+
+
+@pytest.mark.parametrize("name", ["round.mrc", "round.map.gz"])
+def test_write_read_round_trip_is_exact(tmp_path, name):
+    rng = np.random.default_rng(1)
+    original = DensityMap(rng.normal(size=(9, 4, 13)), voxel_size=(1.05, 0.65, 2.38), origin=(-117.3, 0.1, 242.88))
+    written = write_map(tmp_path / name, original)
+    if name.endswith(".gz"):
+        with gzip.open(written) as handle:
+            assert handle.read(4)  # really gzip
+    back = read_map(written)
+    np.testing.assert_array_equal(back.data, original.data)
+    np.testing.assert_array_equal(back.voxel_size, original.voxel_size)
+    np.testing.assert_array_equal(back.origin, original.origin)
+    assert list(tmp_path.iterdir()) == [written]  # no temporary file left behind
+
+
+def test_shared_maps_round_trip_exactly(shared_pairs, tmp_path):
+    for pair in shared_pairs:
+        original = read_map(pair["map_path"])
+        back = read_map(write_map(tmp_path / "copy.mrc", original))
+        np.testing.assert_array_equal(back.data, original.data)
+        np.testing.assert_array_equal(back.voxel_size, original.voxel_size)
+        np.testing.assert_array_equal(back.origin, original.origin)
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    def broken_set_data(self, data):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(mrcfile.mrcobject.MrcObject, "set_data", broken_set_data)
+    with pytest.raises(RuntimeError):
+        write_map(tmp_path / "out.mrc", DensityMap(np.zeros((2, 2, 2)), 1.0, 0.0))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trilinear_sampling_is_exact_on_a_linear_field():
+    grid = Grid((6, 7, 8), (1.0, 0.5, 2.0), (10.0, -3.0, 4.0))
+    centres = grid.voxel_centres()
+    field = (2.0 * centres[:, 0] - 3.0 * centres[:, 1] + 0.5 * centres[:, 2]).reshape(grid.shape)
+    density = DensityMap.from_grid(field.astype(np.float32), grid)
+    rng = np.random.default_rng(2)
+    low, high = grid.origin, grid.origin + (np.array(grid.shape) - 1) * grid.voxel_size
+    points = rng.uniform(low, high, size=(200, 3))
+    expected = 2.0 * points[:, 0] - 3.0 * points[:, 1] + 0.5 * points[:, 2]
+    np.testing.assert_allclose(sample_map(density, points), expected, atol=1e-4)
+    outside = np.array([[low[0] - 0.1, low[1], low[2]]])
+    assert sample_map(density, outside, fill_value=-7.0)[0] == -7.0
+    half_voxel_shift = Grid((5, 6, 7), grid.voxel_size, grid.origin + grid.voxel_size / 2)
+    shifted = resample_map(density, half_voxel_shift)
+    shifted_centres = half_voxel_shift.voxel_centres()
+    expected_shifted = 2.0 * shifted_centres[:, 0] - 3.0 * shifted_centres[:, 1] + 0.5 * shifted_centres[:, 2]
+    np.testing.assert_allclose(shifted.data.reshape(-1), expected_shifted, atol=1e-4)
+
+
+# ---------------------------------------------------------------- structures
+
+
+PDB_WITHOUT_ELEMENTS = """\
+ATOM      1  N   ALA A   1      11.104   6.134  -6.504  1.00 20.00
+ATOM      2  CA  ALA A   1      11.639   6.071  -5.147  1.00 20.00
+ATOM      3  CB AALA A   1      12.000   7.000  -5.000  0.60 20.00
+ATOM      4  CB BALA A   1      12.300   7.200  -5.100  0.40 20.00
+HETATM    5 CA    CA A 101      15.000   5.000   5.000  1.00 30.00
+HETATM    6  O   HOH A 201      20.000   5.000   5.000  1.00 30.00
+HETATM    7  H1  HOH A 201      20.500   5.500   5.000  1.00 30.00
+END
+"""
+
+
+def test_structure_fields_and_options(tmp_path):
+    path = tmp_path / "mini.pdb"
+    path.write_text(PDB_WITHOUT_ELEMENTS)
+    full = read_structure(path)
+    assert full.n_atoms == 7
+    assert list(full.elements) == ["N", "C", "C", "C", "Ca", "O", "H"]
+    assert list(full.atomic_numbers) == [7, 6, 6, 6, 20, 8, 1]
+    np.testing.assert_allclose(full.coords[1], [11.639, 6.071, -5.147])
+    np.testing.assert_allclose(full.occupancies[2:4], [0.6, 0.4])
+    assert full.b_factors[4] == 30.0 and list(full.chain_ids) == ["A"] * 7
+    assert read_structure(path, remove_waters=True).n_atoms == 5
+    assert read_structure(path, remove_hydrogens=True).n_atoms == 6
+    first_altloc = read_structure(path, altloc="first")
+    assert first_altloc.n_atoms == 6 and first_altloc.coords[2][0] == pytest.approx(12.0)
+
+
+def test_structure_matches_gemmi_on_real_files(structures_dir):
+    import gemmi
+
+    for name in ("2va0A_99res.pdb.gz", "5fjj_5631res.cif"):
+        ours = read_structure(structures_dir / name)
+        model = gemmi.read_structure(str(structures_dir / name))[0]
+        positions = np.array([atom.pos.tolist() for residue in model.all() for atom in [residue.atom]])
+        assert ours.n_atoms == len(positions)
+        np.testing.assert_allclose(ours.coords, positions)
+
+
+def test_first_model_only(tmp_path):
+    two_models = "MODEL        1\n" + PDB_WITHOUT_ELEMENTS.replace("END\n", "ENDMDL\n") + \
+        "MODEL        2\nATOM      1  N   ALA A   1       1.000   2.000   3.000  1.00 20.00           N\nENDMDL\nEND\n"
+    path = tmp_path / "two.pdb"
+    path.write_text(two_models)
+    assert read_structure(path).n_atoms == 7
+    second = read_structure(path, model_index=1)
+    assert second.n_atoms == 1 and second.coords[0].tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(InputError, match="model index 2"):
+        read_structure(path, model_index=2)
+
+
+def test_example_peptide_is_an_ideal_helix(tmp_path):
+    from cryomaps.io.example import EXAMPLE_SEQUENCE, write_example_peptide
+
+    write_example_peptide(tmp_path / "helix.pdb")
+    helix = read_structure(tmp_path / "helix.pdb")
+    assert helix.n_atoms == 5 * len(EXAMPLE_SEQUENCE)
+    ca = helix.coords[helix.atom_names == "CA"]
+    np.testing.assert_allclose(np.linalg.norm(np.diff(ca, axis=0), axis=1), 3.80, atol=0.02)
+    carbonyl_o, amide_n = helix.coords[helix.atom_names == "O"], helix.coords[helix.atom_names == "N"]
+    hydrogen_bonds = np.linalg.norm(carbonyl_o[:-4] - amide_n[4:], axis=1)
+    assert np.all((hydrogen_bonds > 2.7) & (hydrogen_bonds < 3.3))  # i -> i+4 helical H-bonds
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _write_bad_inputs(tmp_path) -> dict:
+    good = write_map(tmp_path / "good.mrc", DensityMap(np.ones((8, 8, 8)), 1.0, 0.0))
+    truncated = tmp_path / "truncated.mrc"
+    truncated.write_bytes(good.read_bytes()[:-100])
+    text = tmp_path / "text.mrc"
+    text.write_text("this is not a map\n" * 100)
+    skewed = tmp_path / "skewed.mrc"
+    with mrcfile.new(skewed) as mrc:
+        mrc.set_data(np.ones((4, 4, 4), dtype=np.float32))
+        mrc.header.cellb = (90.0, 90.0, 120.0)
+    nan_map = write_map(tmp_path / "nan.mrc", DensityMap(np.full((4, 4, 4), np.nan), 1.0, 0.0))
+    empty = tmp_path / "empty.pdb"
+    empty.write_text("")
+    atomless = tmp_path / "atomless.cif"
+    atomless.write_text("data_x\n_cell.length_a 10\n")
+    bad_element = tmp_path / "bad_element.pdb"
+    bad_element.write_text("HETATM    1 XQ1  LIG A   1       1.000   2.000   3.000  1.00 20.00\nEND\n")
+    return {
+        truncated: "truncated", text: "not", skewed: "non-orthogonal", nan_map: "NaN",
+        empty: "no", atomless: "no", bad_element: "cannot infer the element",
+    }
+
+
+def test_bad_inputs_raise_one_clear_error(tmp_path):
+    for path, phrase in _write_bad_inputs(tmp_path).items():
+        reader = read_structure if path.suffix in (".pdb", ".cif") else read_map
+        with pytest.raises(InputError) as caught:
+            reader(path)
+        message = str(caught.value)
+        assert message.startswith(str(path)), message
+        assert phrase in message and "\n" not in message, message
+
+
+def test_cli_reports_bad_inputs_in_one_line(tmp_path, capsys):
+    for path in _write_bad_inputs(tmp_path):
+        assert cli_main(["info", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("cryomaps info: error: ") and str(path) in err and "\n" not in err
+        assert "Traceback" not in err
