@@ -1,0 +1,120 @@
+"""Manifests: the shipped ones parse and match their sources; bad ones give one clear error."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from cryomaps.data.manifest import ManifestEntry, filter_split, read_manifest, write_manifest
+from cryomaps.errors import InputError
+
+MANIFEST_DIR = Path(__file__).resolve().parents[1] / "data_manifests"
+HEADER = "emdb_id,pdb_id,reported_resolution_A,resolution_certain,split"
+GOOD_ROW = "EMD-20026,3ajo,1.75,yes,train"
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("name", ["struc2mapgan_train", "struc2mapgan_val", "example_pairs", "template"])
+def test_shipped_manifests_parse(name, tmp_path):
+    entries = read_manifest(MANIFEST_DIR / f"{name}.csv", data_root=tmp_path)
+    assert entries
+    assert all(entry.emdb_id.startswith("EMD-") for entry in entries)
+
+
+def test_struc2mapgan_lists_have_published_sizes():
+    train = read_manifest(MANIFEST_DIR / "struc2mapgan_train.csv")
+    val = read_manifest(MANIFEST_DIR / "struc2mapgan_val.csv")
+    assert (len(train), len(val)) == (134, 15)
+    assert {entry.split for entry in train} == {"train"} and {entry.split for entry in val} == {"val"}
+    assert all(entry.resolution_certain and entry.reported_resolution_A for entry in train + val)
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_struc2mapgan_lists_match_reference(split, data_root):
+    with open(data_root / "reference" / f"struc2mapgan_{split}_pairs.csv", newline="") as handle:
+        reference = [(f"EMD-{r['EMID']}", r["PDBID"].lower(), float(r["Resolution"])) for r in csv.DictReader(handle)]
+    entries = read_manifest(MANIFEST_DIR / f"struc2mapgan_{split}.csv")
+    assert [(e.emdb_id, e.pdb_id, e.reported_resolution_A) for e in entries] == reference
+
+
+def test_example_pairs_point_at_shared_files_with_right_checksums(data_root):
+    entries = read_manifest(MANIFEST_DIR / "example_pairs.csv", data_root=data_root)
+    assert len(entries) == 8
+    for entry in entries:
+        assert entry.map_path.is_file() and entry.model_path.is_file(), entry.label
+        assert sha256_of(entry.map_path) == entry.map_sha256, entry.label
+        assert sha256_of(entry.model_path) == entry.model_sha256, entry.label
+    assert {entry.name for entry in filter_split(entries, "val")} == {
+        "EMD-3488_hemoglobin",
+        "EMD-21457_spike_NTD_segment",
+    }
+    assert not any(entry.resolution_certain for entry in entries)
+
+
+def test_relative_paths_resolve_against_data_root(tmp_path):
+    entries = read_manifest(MANIFEST_DIR / "example_pairs.csv", data_root=tmp_path)
+    assert entries[0].map_path == tmp_path.resolve() / "pairs" / "EMD-20026_apoferritin_crop" / "emd20026_prot.mrc"
+
+
+def test_write_then_read_round_trip(tmp_path):
+    entry = ManifestEntry(
+        "EMD-0136", "6h3n", 3.3, True, "test", map_path=tmp_path / "maps" / "emd_0136.map.gz", name="x"
+    )
+    write_manifest([entry], tmp_path / "m.csv", paths_relative_to=tmp_path)
+    assert "maps/emd_0136.map.gz" in (tmp_path / "m.csv").read_text()
+    (read,) = read_manifest(tmp_path / "m.csv", data_root=tmp_path)
+    assert read == ManifestEntry(
+        "EMD-0136", "6h3n", 3.3, True, "test", map_path=tmp_path.resolve() / "maps" / "emd_0136.map.gz", name="x", line=2
+    )
+    assert read.emdb_number == "0136"
+
+
+@pytest.mark.parametrize(
+    "header, row, problem",
+    [
+        ("emdb_id,pdb_id,split", "EMD-20026,3ajo,train", "missing column(s) reported_resolution_A, resolution_certain"),
+        (HEADER + ",mappath", GOOD_ROW + ",x.mrc", "unknown column(s) 'mappath'"),
+        (HEADER, "20026,3ajo,1.75,yes,train", "line 3: bad emdb_id '20026'"),
+        (HEADER, "EMD-20026,3aj,1.75,yes,train", "line 3: bad pdb_id '3aj'"),
+        (HEADER, "EMD-20026,3ajo,high,yes,train", "line 3: reported_resolution_A 'high' is not a number"),
+        (HEADER, "EMD-20026,3ajo,1.75,maybe,train", "line 3: resolution_certain must be yes or no"),
+        (HEADER, "EMD-20026,3ajo,,yes,train", "line 3: resolution_certain is yes but reported_resolution_A is empty"),
+        (HEADER, "EMD-20026,3ajo,1.75,yes,training", "line 3: unknown split 'training'"),
+        (HEADER + ",map_sha256", GOOD_ROW + ",abc", "line 3: map_sha256 'abc' is not a SHA-256"),
+        (HEADER, GOOD_ROW + ",extra", "line 3: more fields than columns"),
+    ],
+)
+def test_bad_rows_name_file_line_and_problem(tmp_path, header, row, problem):
+    first_row = "EMD-3488,5ni1,3.2,no,val" + "," * (header.count(",") - HEADER.count(","))
+    path = tmp_path / "bad.csv"
+    path.write_text(f"{header}\n{first_row}\n{row}\n")
+    with pytest.raises(InputError) as raised:
+        read_manifest(path)
+    assert str(raised.value).startswith(f"{path}: ")
+    assert problem in str(raised.value)
+
+
+def test_duplicate_rows_are_rejected(tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text(f"{HEADER}\n{GOOD_ROW}\n{GOOD_ROW}\n")
+    with pytest.raises(InputError, match="line 3: duplicate of line 2"):
+        read_manifest(path)
+
+
+def test_missing_and_empty_manifests(tmp_path):
+    with pytest.raises(InputError, match="manifest not found"):
+        read_manifest(tmp_path / "absent.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="empty manifest"):
+        read_manifest(tmp_path / "empty.csv")
+
+
+def test_filter_split_rejects_unknown_split():
+    with pytest.raises(InputError, match="unknown split 'dev'"):
+        filter_split([], "dev")
