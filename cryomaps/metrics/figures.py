@@ -1,0 +1,147 @@
+"""Evaluation figures: central slices of maps, box plots of metrics, FSC curves.
+
+Matplotlib is imported inside the functions and drawn through its Agg canvas directly (no pyplot,
+no global backend switch), so these work on machines without a display and inside training loops.
+PNG files are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cryomaps.metrics.output import write_bytes_atomically
+from cryomaps.metrics.volumes import align_to_reference, volume_array
+
+AXIS_NAMES = ("x", "y", "z")
+
+
+def central_slices(volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central planes of a map (x, y, z): x = nx//2 as (y, z), y = ny//2 as (x, z), z = nz//2 as (x, y)."""
+    values = volume_array(volume)
+    nx, ny, nz = values.shape
+    return values[nx // 2, :, :], values[:, ny // 2, :], values[:, :, nz // 2]
+
+
+def _new_figure(width_inches: float, height_inches: float, dpi: int):
+    """A matplotlib Figure drawn by an Agg canvas (``figure.canvas``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width_inches, height_inches), dpi=dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _central_slices_figure(reference, others: Mapping[str, object], reference_name: str, dpi: int):
+    """One row per map (reference first), one column per axis; each map on its own grey scale."""
+    maps = {reference_name: reference}
+    maps.update({name: align_to_reference(volume, reference) for name, volume in others.items()})
+    figure = _new_figure(3 * 2.2, 2.2 * len(maps), dpi)
+    axes = figure.subplots(len(maps), 3, squeeze=False)
+    for row, (name, volume) in enumerate(maps.items()):
+        planes = central_slices(volume)
+        low, high = min(p.min() for p in planes), max(p.max() for p in planes)
+        for column, plane in enumerate(planes):
+            axis = axes[row, column]
+            # Transposed so the first remaining array axis runs horizontally.
+            axis.imshow(plane.T, origin="lower", cmap="gray", vmin=low, vmax=high)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            axis.set_title(f"{name}: {AXIS_NAMES[column]} = centre", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def central_slices_image(
+    reference, others: Mapping[str, object], reference_name: str = "reference", dpi: int = 80
+) -> np.ndarray:
+    """The central-slice panel as an RGB image for loggers.
+
+    Args:
+        reference: map (DensityMap, array or tensor, (x, y, z)).
+        others: name -> map; DensityMaps on other grids are resampled onto ``reference``'s grid,
+            arrays must share it.
+        reference_name: row label of the reference.
+        dpi: pixels per inch (each panel is 2.2 inches square).
+
+    Returns:
+        uint8 array (height, width, 3).
+    """
+    figure = _central_slices_figure(reference, others, reference_name, dpi)
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def save_central_slices(
+    path: str | os.PathLike,
+    reference,
+    others: Mapping[str, object],
+    reference_name: str = "reference",
+    dpi: int = 100,
+) -> Path:
+    """Write the central-slice panel (see :func:`central_slices_image`) as a PNG; returns the path."""
+    return _save_png(_central_slices_figure(reference, others, reference_name, dpi), path)
+
+
+def save_metric_boxplots(
+    path: str | os.PathLike,
+    rows: Sequence[Mapping],
+    metrics: Sequence[str],
+    group_key: str = "method",
+    dpi: int = 100,
+) -> Path:
+    """One box plot per metric, one box per group, from a table of rows.
+
+    Args:
+        rows: e.g. ``{"method": "struc2map", "pair": "EMD-3488", "ssim": 0.84, ...}``; missing,
+            None or NaN values are left out.
+        metrics: the columns to plot, one panel each.
+        group_key: the column naming each row's group (one box per group, in order of appearance).
+    """
+    groups = list(dict.fromkeys(str(row[group_key]) for row in rows))
+    figure = _new_figure(max(3.0, 0.9 * len(groups) + 1.5) * len(metrics), 3.2, dpi)
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for axis, metric in zip(axes, metrics):
+        values = [_finite_values(rows, metric, group_key, group) for group in groups]
+        axis.boxplot(values)
+        axis.set_xticks(range(1, len(groups) + 1), groups)
+        axis.set_title(metric, fontsize=9)
+        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+    figure.tight_layout()
+    return _save_png(figure, path)
+
+
+def _finite_values(rows: Sequence[Mapping], metric: str, group_key: str, group: str) -> list[float]:
+    """Finite values of ``metric`` over the rows of one group."""
+    values = (row.get(metric) for row in rows if str(row[group_key]) == group)
+    return [float(value) for value in values if value is not None and np.isfinite(float(value))]
+
+
+def save_fsc_curves(
+    path: str | os.PathLike, curves: Mapping[str, object], thresholds: Sequence[float] = (0.5, 0.143), dpi: int = 100
+) -> Path:
+    """FSC curves (name -> :class:`cryomaps.metrics.FSCCurve`) against 1/Å with threshold lines."""
+    figure = _new_figure(6.0, 4.0, dpi)
+    axis = figure.subplots()
+    for name, curve in curves.items():
+        axis.plot(curve.frequencies, curve.correlations, label=name)
+    for threshold in thresholds:
+        axis.axhline(threshold, color="grey", linestyle="--", linewidth=0.8)
+    axis.set_xlabel("spatial frequency (1/Å)")
+    axis.set_ylabel("FSC")
+    axis.set_ylim(-0.1, 1.05)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _save_png(figure, path)
+
+
+def _save_png(figure, path: str | os.PathLike) -> Path:
+    """Render ``figure`` to PNG bytes and write them atomically."""
+    buffer = io.BytesIO()
+    figure.canvas.print_png(buffer)
+    return write_bytes_atomically(path, buffer.getvalue())
