@@ -44,6 +44,7 @@ from tqdm import tqdm
 from cryomaps import __version__
 from cryomaps.data.manifest import ManifestEntry, write_manifest
 from cryomaps.errors import InputError
+from cryomaps.io.atomic import atomic_output, write_text_atomically
 
 DEFAULT_EMDB_URL = "https://files.wwpdb.org/pub/emdb/structures/{emdb_id}/map/emd_{emdb_number}.map.gz"
 DEFAULT_PDB_URL = "https://files.wwpdb.org/pub/pdb/data/structures/divided/mmCIF/{pdb_mid}/{pdb_id}.cif.gz"
@@ -335,9 +336,7 @@ def _load_record(path: Path) -> dict:
 
 def _save_record(record: dict, path: Path) -> None:
     """Write the checksum record atomically."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
+    write_text_atomically(path, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def _obtain_file(
@@ -499,8 +498,7 @@ def _fetched_entry(outcome: EntryOutcome) -> ManifestEntry:
 
 def _write_report(outcomes: list[EntryOutcome], path: Path) -> None:
     """Write ``fetch_report.csv`` atomically: one row per entry with its status and errors."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "w", newline="", encoding="utf-8") as handle:
+    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for outcome in outcomes:
@@ -516,4 +514,3 @@ def _write_report(outcomes: list[EntryOutcome], path: Path) -> None:
                 "error": outcome.errors(),
                 "retried": outcome.retried(),
             })
-    os.replace(temporary, path)

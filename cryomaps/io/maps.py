@@ -18,7 +18,6 @@ gemmi, RELION and Coot all read.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cryomaps.errors import InputError
+from cryomaps.io.atomic import atomic_output
 from cryomaps.io.grid import Grid, as_header_precision
 
 
@@ -146,24 +146,14 @@ def write_map(path: str | os.PathLike, density_map: DensityMap, label: str = "wr
     import mrcfile
 
     path = Path(path)
-    if not path.parent.is_dir():
-        raise InputError(path, f"output folder {path.parent} does not exist")
     compression = "gzip" if path.name.endswith(".gz") else None
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with mrcfile.new(temp_name, overwrite=True, compression=compression) as mrc:
-                mrc.set_data(np.ascontiguousarray(density_map.data.transpose(2, 1, 0)))
-                _set_geometry(mrc.header, density_map)
-                mrc.update_header_stats()
-                mrc.add_label(label[:80])
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.remove(temp_name)
-        raise
+    with atomic_output(path) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mrcfile.new(temporary, overwrite=True, compression=compression) as mrc:
+            mrc.set_data(np.ascontiguousarray(density_map.data.transpose(2, 1, 0)))
+            _set_geometry(mrc.header, density_map)
+            mrc.update_header_stats()
+            mrc.add_label(label[:80])
     return path
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomaps.metrics.output import write_bytes_atomically
+from cryomaps.io.atomic import write_bytes_atomically
 from cryomaps.metrics.volumes import align_to_reference, volume_array
 
 AXIS_NAMES = ("x", "y", "z")

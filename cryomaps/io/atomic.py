@@ -1,0 +1,46 @@
+"""Atomic file output: write to a temporary file in the destination folder, then rename.
+
+A reader never sees a half-written file, and a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cryomaps.errors import InputError
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; it replaces ``path`` when the block ends without error.
+
+    Raises:
+        InputError: the destination folder does not exist.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(path, f"output folder {path.parent} does not exist")
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temp_name)
+        os.replace(temp_name, path)
+    finally:
+        if os.path.exists(temp_name):
+            os.remove(temp_name)
+
+
+def write_bytes_atomically(path: str | os.PathLike, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` atomically; returns the path."""
+    with atomic_output(path) as temporary:
+        temporary.write_bytes(payload)
+    return Path(path)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
+    return write_bytes_atomically(path, text.encode("utf-8"))
