@@ -1,0 +1,93 @@
+"""Atomic form factors of the density models, as tensors.
+
+The electron scattering factors are the 5-Gaussian fits of Peng et al. (1996), tabulated in the
+International Tables for Crystallography vol. C, table 4.3.2.2. They are read from gemmi at runtime
+(``gemmi.Element(z).c4322``), never copied into cryomaps. With those coefficients the real-space
+electron potential of one atom at distance ``r`` (Å) is::
+
+    rho(r) = occ * sum_i a_i * (4 pi / (b_i + B))**1.5 * exp(-4 pi**2 r**2 / (b_i + B))
+
+i.e. a sum of normalised isotropic Gaussians of weight ``occ * a_i`` and variance
+``(b_i + B) / (8 pi**2)`` Å², where ``B`` is the atomic displacement (B-factor, Å²).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from cryomaps.errors import InputError
+
+PENG_TERMS = 5
+"""Number of Gaussians per element in the Peng / ITC 4.3.2.2 fit."""
+
+MAX_PENG_ATOMIC_NUMBER = 98
+"""Heaviest element (Cf) that table 4.3.2.2 covers."""
+
+EIGHT_PI_SQUARED = 8.0 * math.pi**2
+"""Factor between a B-factor and a Gaussian variance: variance (Å²) = B (Å²) / (8 pi²)."""
+
+
+def b_factor_to_variance(b_factor):
+    """Per-axis Gaussian variance (Å²) of a B-factor (Å²): ``B / (8 pi²)``."""
+    return b_factor / EIGHT_PI_SQUARED
+
+
+def variance_to_b_factor(variance):
+    """B-factor (Å²) of a per-axis Gaussian variance (Å²): ``8 pi² variance``."""
+    return variance * EIGHT_PI_SQUARED
+
+
+@functools.lru_cache(maxsize=1)
+def _peng_table() -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``z = 0..98`` of the c4322 ``a`` and ``b`` coefficients; row 0 is NaN (no element)."""
+    import gemmi
+
+    a = np.full((MAX_PENG_ATOMIC_NUMBER + 1, PENG_TERMS), np.nan)
+    b = np.full((MAX_PENG_ATOMIC_NUMBER + 1, PENG_TERMS), np.nan)
+    for z in range(1, MAX_PENG_ATOMIC_NUMBER + 1):
+        coefficients = gemmi.Element(z).c4322
+        a[z] = coefficients.a
+        b[z] = coefficients.b
+    return a, b
+
+
+def check_atomic_numbers(atomic_numbers: torch.Tensor, max_atomic_number: int) -> None:
+    """Raise :class:`InputError` unless every atomic number lies in ``1..max_atomic_number``."""
+    if atomic_numbers.numel() == 0:
+        return
+    low, high = int(atomic_numbers.min()), int(atomic_numbers.max())
+    if low < 1 or high > max_atomic_number:
+        bad = sorted({int(z) for z in atomic_numbers.reshape(-1).tolist() if not 1 <= z <= max_atomic_number})
+        raise InputError(
+            None, f"atomic numbers {bad[:10]} are outside 1..{max_atomic_number} (unknown element?)"
+        )
+
+
+def peng_coefficients(
+    atomic_numbers: torch.Tensor, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Peng / ITC 4.3.2.2 electron scattering coefficients of each atom.
+
+    Args:
+        atomic_numbers: integer tensor of any shape ``S`` (values 1..98).
+        dtype: floating dtype of the result.
+
+    Returns:
+        ``(a, b)``, each of shape ``S + (5,)`` on the device of ``atomic_numbers``: ``a`` are the
+        Gaussian amplitudes (Å, the integral of each term's potential in cryomaps' units) and ``b``
+        the Gaussian widths (Å², B-factor-like: term variance = ``(b + B) / (8 pi²)``).
+
+    Raises:
+        InputError: an atomic number is outside 1..98.
+    """
+    atomic_numbers = torch.as_tensor(atomic_numbers)
+    check_atomic_numbers(atomic_numbers, MAX_PENG_ATOMIC_NUMBER)
+    a_table, b_table = _peng_table()
+    index = atomic_numbers.long()
+    a = torch.as_tensor(a_table, dtype=dtype, device=index.device)[index]
+    b = torch.as_tensor(b_table, dtype=dtype, device=index.device)[index]
+    return a, b

@@ -1,0 +1,216 @@
+"""The ``cryomaps::gaussian_sum`` custom op: a differentiable sum of isotropic Gaussians on a grid.
+
+The op renders, for every structure of a batch, ``sum_n sum_k weights[n, k] * G(x - centres[n];
+variances[n, k])`` at the voxel centres of a grid (or averaged over each voxel), where ``G`` is a
+normalised isotropic 3-D Gaussian of per-axis variance ``variances[n, k]`` (Å²), cut to the cube of
+half-width ``radii[n]`` Å around each atom. Its backward gives gradients with respect to the
+centres, weights and variances; the density models (:mod:`cryomaps.render.density`) reach
+coordinates, B-factors and occupancies through them with ordinary torch ops.
+
+Two implementations sit behind it:
+
+- ``"torch"``: vectorised torch, chunked over atoms (:mod:`cryomaps.render.gaussian_torch`);
+  used for CPU tensors, and on any device when asked for;
+- ``"triton"``: Triton kernels (:mod:`cryomaps.render.gaussian_triton`), forward scatter with atomic
+  adds and backward gather; used for CUDA tensors when Triton is installed. On CPU tensors it runs
+  only under ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests).
+
+``backend="auto"`` picks Triton for CUDA tensors when available, torch otherwise. Both are
+registered with ``torch.library`` (fake tensors and autograd included), so the op works under
+``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import Tensor
+
+from cryomaps.errors import InputError
+from cryomaps.io.grid import Grid
+from cryomaps.render import gaussian_torch, gaussian_triton
+from cryomaps.render.profiles import SAMPLING_MODES
+
+BACKENDS = ("auto", "torch", "triton")
+
+
+def resolve_backend(device: torch.device, backend: str) -> str:
+    """The implementation (``"torch"`` or ``"triton"``) that runs for tensors on ``device``."""
+    if backend not in BACKENDS:
+        raise InputError(None, f"renderer backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and gaussian_triton.AVAILABLE else "torch"
+    if backend == "triton":
+        if not gaussian_triton.AVAILABLE:
+            raise InputError(None, "the triton backend needs the triton package (pip install triton)")
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise InputError(None, "the triton backend needs CUDA tensors, or TRITON_INTERPRET=1 on CPU")
+    return backend
+
+
+@torch.library.custom_op("cryomaps::gaussian_sum", mutates_args=())
+def gaussian_sum_op(
+    centres: Tensor,
+    weights: Tensor,
+    variances: Tensor,
+    radii: Tensor,
+    batch_index: Tensor,
+    n_batch: int,
+    shape: list[int],
+    voxel_size: list[float],
+    origin: list[float],
+    sampling: str,
+    backend: str,
+) -> Tensor:
+    """(n_batch, nx, ny, nz) sum of Gaussians; see the module docstring and :func:`gaussian_sum`."""
+    implementation = resolve_backend(centres.device, backend)
+    module = gaussian_triton if implementation == "triton" else gaussian_torch
+    return module.gaussian_sum_forward(
+        centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling
+    )
+
+
+@gaussian_sum_op.register_fake
+def _gaussian_sum_fake(
+    centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling, backend
+):
+    return centres.new_empty((n_batch, *shape))
+
+
+@torch.library.custom_op("cryomaps::gaussian_sum_backward", mutates_args=())
+def gaussian_sum_backward_op(
+    grad_grid: Tensor,
+    centres: Tensor,
+    weights: Tensor,
+    variances: Tensor,
+    radii: Tensor,
+    batch_index: Tensor,
+    voxel_size: list[float],
+    origin: list[float],
+    sampling: str,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients (centres, weights, variances) of ``sum(grad_grid * gaussian_sum(...))``."""
+    implementation = resolve_backend(centres.device, backend)
+    module = gaussian_triton if implementation == "triton" else gaussian_torch
+    return module.gaussian_sum_backward(
+        grad_grid.contiguous(), centres, weights, variances, radii, batch_index, voxel_size, origin, sampling
+    )
+
+
+@gaussian_sum_backward_op.register_fake
+def _gaussian_sum_backward_fake(
+    grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling, backend
+):
+    return torch.empty_like(centres), torch.empty_like(weights), torch.empty_like(variances)
+
+
+def _setup_context(ctx, inputs, output):
+    centres, weights, variances, radii, batch_index, _, _, voxel_size, origin, sampling, backend = inputs
+    ctx.save_for_backward(centres, weights, variances, radii, batch_index)
+    ctx.geometry = (voxel_size, origin, sampling, backend)
+
+
+def _backward(ctx, grad_grid):
+    centres, weights, variances, radii, batch_index = ctx.saved_tensors
+    voxel_size, origin, sampling, backend = ctx.geometry
+    grad_centres, grad_weights, grad_variances = gaussian_sum_backward_op(
+        grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling, backend
+    )
+    return grad_centres, grad_weights, grad_variances, None, None, None, None, None, None, None, None
+
+
+torch.library.register_autograd("cryomaps::gaussian_sum", _backward, setup_context=_setup_context)
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory (bytes) on ``device``: CUDA free memory, else the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_grid_fits(n_batch: int, grid: Grid, dtype: torch.dtype, device: torch.device) -> None:
+    """Raise :class:`InputError` when ``n_batch`` grids would not fit in the device's free memory."""
+    needed = n_batch * grid.n_voxels * torch.empty((), dtype=dtype).element_size()
+    available = available_memory_bytes(device)
+    if needed > available:
+        raise InputError(
+            None,
+            f"a grid of {n_batch} x {grid.shape} voxels needs {needed / 2**30:.1f} GiB but only "
+            f"{available / 2**30:.1f} GiB are free on {device}; use a larger voxel size or a smaller box",
+        )
+
+
+def _check_inputs(centres, weights, variances, radii, batch_index, sampling) -> None:
+    if sampling not in SAMPLING_MODES:
+        raise InputError(None, f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
+    if centres.ndim != 2 or centres.shape[1] != 3:
+        raise InputError(None, f"centres must have shape (N, 3), got {tuple(centres.shape)}")
+    n_atoms = centres.shape[0]
+    if weights.ndim != 2 or weights.shape[0] != n_atoms or variances.shape != weights.shape:
+        raise InputError(
+            None,
+            f"weights and variances must both have shape (N, K) with N = {n_atoms}, got "
+            f"{tuple(weights.shape)} and {tuple(variances.shape)}",
+        )
+    if radii.shape != (n_atoms,) or batch_index.shape != (n_atoms,):
+        raise InputError(None, f"radii and batch_index must have shape ({n_atoms},)")
+    if not centres.is_floating_point() or len({t.dtype for t in (centres, weights, variances, radii)}) != 1:
+        raise InputError(None, "centres, weights, variances and radii must share one floating dtype")
+
+
+def gaussian_sum(
+    centres: Tensor,
+    weights: Tensor,
+    variances: Tensor,
+    radii: Tensor,
+    grid: Grid,
+    *,
+    batch_index: Tensor | None = None,
+    n_batch: int = 1,
+    sampling: str = "point",
+    backend: str = "auto",
+) -> Tensor:
+    """Differentiable sum of normalised isotropic Gaussians on ``grid``.
+
+    Args:
+        centres: (N, 3) Gaussian centres (Å), (x, y, z); differentiable.
+        weights: (N, K) integral of each term (map value x Å³); differentiable.
+        variances: (N, K) per-axis variance of each term (Å², > 0); differentiable.
+        radii: (N,) half-width (Å) of the cube around each centre where its terms are evaluated.
+        grid: output sampling; values are indexed (x, y, z) at ``origin + index * voxel_size``.
+        batch_index: (N,) int64 structure of each atom (default: all in structure 0).
+        n_batch: number of structures (output grids).
+        sampling: ``"point"``: values at voxel centres; ``"average"``: exact mean over each voxel.
+        backend: ``"auto"``, ``"torch"`` or ``"triton"`` (see the module docstring).
+
+    Returns:
+        (n_batch, nx, ny, nz) tensor with the dtype and device of ``centres``.
+    """
+    if batch_index is None:
+        batch_index = torch.zeros(centres.shape[0], dtype=torch.long, device=centres.device)
+    _check_inputs(centres, weights, variances, radii, batch_index, sampling)
+    resolve_backend(centres.device, backend)
+    check_grid_fits(n_batch, grid, centres.dtype, centres.device)
+    return gaussian_sum_op(
+        centres.contiguous(),
+        weights.contiguous(),
+        variances.contiguous(),
+        radii.detach().contiguous(),
+        batch_index.long().contiguous(),
+        int(n_batch),
+        list(grid.shape),
+        [float(h) for h in grid.voxel_size],
+        [float(o) for o in grid.origin],
+        sampling,
+        backend,
+    )

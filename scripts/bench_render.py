@@ -1,0 +1,227 @@
+"""Benchmark of the density renderer against gemmi's DensityCalculatorE.
+
+Renders the shared structures (``<data root>/structures``, listed in its ``info.json``) with the
+Peng potential, point-sampled, at 1 Å on a box = bounding box + 10 Å, with:
+
+- ``cryomaps forward``: :func:`cryomaps.render.render_density` on CPU tensors (torch backend);
+- ``cryomaps fwd+bwd``: the same plus ``backward()`` to coordinates, B-factors and occupancies;
+- ``gemmi forward``: ``gemmi.DensityCalculatorE`` with the same c4322 coefficients and B-factors,
+  no blur, cutoff 1e-5, on a P1 cell with exactly the same grid points;
+- on a CUDA machine, also the Triton backend (``triton forward``, ``triton fwd+bwd``).
+
+Each case runs in its own subprocess (one warm-up, then ``--repeats`` timed runs; median reported).
+Memory: on CPU, the peak resident set size of that subprocess (``ru_maxrss``), which includes the
+interpreter, torch and the structure, and that peak minus the resident size just before the first
+render (the memory the rendering itself added); on CUDA, ``torch.cuda.max_memory_allocated``.
+
+    python scripts/bench_render.py [--structures 5fuu 1rb8_assembly] [--repeats 5] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+VOXEL_SIZE = 1.0
+PADDING = 10.0
+CPU_CASES = ("gemmi forward", "cryomaps forward", "cryomaps fwd+bwd")
+CUDA_CASES = ("triton forward", "triton fwd+bwd")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--structures", nargs="*", default=None,
+                        help="substrings of the structure file names to run (default: all)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (default 5)")
+    parser.add_argument("--cases", nargs="*", default=None, help="cases to run (default: all available)")
+    parser.add_argument("--json", default="bench_results/render.json", help="where to write the results")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def resident_mib() -> float:
+    """Current resident set size of this process (MiB), from /proc (Linux)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_resident_mib() -> float:
+    """Peak resident set size of this process so far (MiB); ru_maxrss is in KiB on Linux."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gemmi_runner(path: Path, grid):
+    """A function that computes gemmi's density of ``path`` on the points of ``grid``."""
+    import gemmi
+    import numpy as np
+
+    structure = gemmi.read_structure(str(path))
+    for cra in structure[0].all():
+        position = cra.atom.pos
+        cra.atom.pos = gemmi.Position(*(np.array([position.x, position.y, position.z]) - grid.origin))
+    calculator = gemmi.DensityCalculatorE()
+    calculator.d_min = 0  # the grid is set explicitly below
+    calculator.blur = 0
+    calculator.cutoff = 1e-5
+    calculator.grid.set_unit_cell(gemmi.UnitCell(*grid.extent, 90, 90, 90))
+    calculator.grid.spacegroup = gemmi.SpaceGroup("P 1")
+    calculator.grid.set_size(*grid.shape)
+    return lambda: calculator.put_model_density_on_grid(structure[0])
+
+
+def cryomaps_runner(structure, grid, backward: bool, device: str):
+    """A function that renders ``structure`` on ``grid`` (and back-propagates when asked)."""
+    import torch
+
+    from cryomaps.render import render_density
+
+    tensors = structure.to_tensors(device=device, dtype=torch.float32)
+    backend = "triton" if device == "cuda" else "torch"
+
+    def run():
+        inputs = [tensors[name].clone().requires_grad_(backward) for name in ("coords", "b_factors", "occupancies")]
+        density = render_density(inputs[0], tensors["atomic_numbers"], inputs[1], inputs[2], grid, backend=backend)
+        if backward:
+            density.sum().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return run
+
+
+def run_worker(spec: dict) -> dict:
+    """Time one case in this process: load, warm up, then ``repeats`` timed runs."""
+    import torch
+
+    from cryomaps.io import Grid, read_structure
+
+    path = Path(spec["path"])
+    structure = read_structure(path)
+    grid = Grid.around(structure.coords, voxel_size=VOXEL_SIZE, padding=PADDING)
+    case = spec["case"]
+    device = "cuda" if case.startswith("triton") else "cpu"
+    if case == "gemmi forward":
+        runner = gemmi_runner(path, grid)
+    else:
+        runner = cryomaps_runner(structure, grid, backward=case.endswith("fwd+bwd"), device=device)
+    resident_before = resident_mib()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    runner()
+    times = []
+    for _ in range(spec["repeats"]):
+        start = time.perf_counter()
+        runner()
+        times.append(time.perf_counter() - start)
+    result = {
+        "structure": path.name,
+        "case": case,
+        "atoms": structure.n_atoms,
+        "grid": list(grid.shape),
+        "voxels": grid.n_voxels,
+        "times_s": times,
+        "median_s": statistics.median(times),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        result["memory_measure"] = "torch.cuda.max_memory_allocated"
+    else:
+        result["peak_memory_mib"] = peak_resident_mib()
+        result["added_memory_mib"] = result["peak_memory_mib"] - resident_before
+        result["memory_measure"] = "ru_maxrss of the case's process; added = peak - VmRSS before rendering"
+    return result
+
+
+def run_case(path: Path, case: str, repeats: int) -> dict:
+    spec = json.dumps({"path": str(path), "case": case, "repeats": repeats})
+    completed = subprocess.run(
+        [sys.executable, __file__, "--worker", spec], capture_output=True, text=True, check=False
+    )
+    if completed.returncode != 0:
+        return {"structure": path.name, "case": case, "error": completed.stderr.strip().splitlines()[-1:]}
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def structure_paths(names) -> list[Path]:
+    from cryomaps.data_root import find_data_root
+
+    root = find_data_root()
+    if root is None:
+        sys.exit("shared data not found: set CRYOMAPS_DATA_ROOT or place it at ../shared/data")
+    entries = json.loads((root / "structures" / "info.json").read_text())
+    entries.sort(key=lambda entry: entry["n_atoms"])
+    paths = [root / "structures" / entry["file"] for entry in entries]
+    if names:
+        paths = [p for p in paths if any(name in p.name for name in names)]
+    return paths
+
+
+def print_table(results: list[dict]) -> None:
+    gemmi_times = {r["structure"]: r["median_s"] for r in results if r.get("case") == "gemmi forward" and "median_s" in r}
+    header = f"{'structure':32} {'case':18} {'atoms':>8} {'voxels':>11} {'median s':>9} {'atoms/s':>11} {'peak MiB':>9} {'added MiB':>9} {'vs gemmi':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        if "error" in r:
+            print(f"{r['structure']:32} {r['case']:18} failed: {r['error']}")
+            continue
+        ratio = gemmi_times.get(r["structure"])
+        ratio_text = f"{ratio / r['median_s']:.2f}x" if ratio else "-"
+        added = r.get("added_memory_mib")
+        print(
+            f"{r['structure']:32} {r['case']:18} {r['atoms']:8d} {r['voxels']:11d} {r['median_s']:9.3f} "
+            f"{r['atoms'] / r['median_s']:11.0f} {r['peak_memory_mib']:9.0f} "
+            f"{'-' if added is None else f'{added:.0f}':>9} {ratio_text:>8}"
+        )
+    print("vs gemmi = gemmi forward median / this case's median (above 1: faster than gemmi)")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(json.loads(args.worker))))
+        return 0
+    import torch
+
+    cases = list(CPU_CASES) + (list(CUDA_CASES) if torch.cuda.is_available() else [])
+    if args.cases:
+        cases = [case for case in cases if case in args.cases]
+    results = []
+    for path in structure_paths(args.structures):
+        for case in cases:
+            results.append(run_case(path, case, args.repeats))
+            print(f"  done: {path.name} / {case}", file=sys.stderr)
+    print_table(results)
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "load_average_at_end": os.getloadavg(),
+            "torch": torch.__version__,
+            "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "settings": {"voxel_size": VOXEL_SIZE, "padding": PADDING, "repeats": args.repeats,
+                     "model": "peng", "sampling": "point", "dtype": "float32"},
+        "results": results,
+    }
+    output = Path(args.json)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=1))
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
