@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     from cryomaps.errors import CryomapsError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    _take_late_overrides(parser, args, extras)
     if args.command is None:
         parser.print_help()
         return 1
@@ -78,6 +79,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cryomaps {args.command}: interrupted", file=sys.stderr)
         return 130
     return int(status or 0)
+
+
+def _take_late_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
+    """Accept Hydra ``key=value`` overrides written after options (``curate M --out D key=value``).
+
+    argparse fills a positional list only once, so such overrides arrive as unrecognised
+    arguments; they are appended to ``args.overrides`` for commands that take overrides. Anything
+    else unrecognised is an error, as with ``parse_args``.
+    """
+    late = [item for item in extras if "=" in item and not item.startswith("-")]
+    if late and hasattr(args, "overrides"):
+        args.overrides = list(args.overrides or []) + late
+        extras = [item for item in extras if item not in late]
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,16 @@ from pathlib import Path
 from cryomaps.errors import InputError
 
 
+def _read_umask() -> int:
+    """The process umask (read once at import: changing it briefly is unsafe once threads run)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write; it replaces ``path`` when the block ends without error.
@@ -28,6 +38,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temp_name)
+        os.chmod(temp_name, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(temp_name, path)
     finally:
         if os.path.exists(temp_name):

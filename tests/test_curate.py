@@ -1,0 +1,242 @@
+"""Curation: the eight shared pairs, filters, overlay of input and target, file format, command."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryomaps.data.curate import (
+    REPORT_NAME,
+    CurationOptions,
+    FilterOptions,
+    curate_entries,
+    model_facts,
+    normalise_target,
+    redundancy_reason,
+)
+from cryomaps.data.curated import CuratedPair, read_curated_index, read_curated_pair, write_curated_pair
+from cryomaps.data.manifest import ManifestEntry, read_manifest
+from cryomaps.io import Grid, Structure
+
+MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
+
+
+@pytest.fixture(scope="session")
+def renderer():
+    import cryomaps.render
+
+    if not hasattr(cryomaps.render, "render_structure"):
+        pytest.skip("cryomaps.render.render_structure is not available yet")
+
+
+@pytest.fixture(scope="module")
+def example_entries(data_root):
+    return read_manifest(MANIFEST, data_root=data_root)
+
+
+@pytest.fixture(scope="module")
+def curated_examples(renderer, example_entries, tmp_path_factory):
+    """The eight shared pairs curated with the defaults: (output folder, results, seconds)."""
+    out = tmp_path_factory.mktemp("curated")
+    start = time.perf_counter()
+    results = curate_entries(example_entries, out)
+    return out, results, time.perf_counter() - start
+
+
+def _report_rows(folder: Path) -> list[dict]:
+    with open(folder / REPORT_NAME, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_every_shared_pair_has_a_report_row_with_correlation_and_decision(curated_examples, example_entries):
+    out, results, seconds = curated_examples
+    rows = _report_rows(out)
+    assert [row["name"] for row in rows] == [entry.label for entry in example_entries]
+    for row in rows:
+        assert -1.0 <= float(row["correlation"]) <= 1.0, row
+        assert row["decision"] in ("accepted", "rejected")
+        assert (row["decision"] == "rejected") == bool(row["reason"]), row
+        assert row["box_shape"] and row["voxel_size_A"] == "1"
+    accepted = {row["name"] for row in rows if row["decision"] == "accepted"}
+    assert {row.name for row in read_curated_index(out)} == accepted
+    assert len(accepted) >= 4
+    assert seconds < 60
+
+
+def test_pair_that_does_not_fit_its_map_is_rejected_by_correlation(curated_examples):
+    _, results, _ = curated_examples
+    lowres = next(r for r in results if r.entry.label == "EMD-5170_actin_filament_lowres")
+    assert any(reason.startswith("correlation") for reason in lowres.reasons)
+
+
+def test_model_shifted_by_5_angstrom_is_rejected_by_correlation(renderer, example_entries, curated_examples, tmp_path):
+    import gemmi
+
+    entry = next(e for e in example_entries if e.emdb_id == "EMD-6374")
+    original = next(r for r in curated_examples[1] if r.entry is entry)
+    assert original.accepted
+    structure = gemmi.read_structure(str(entry.model_path))
+    structure.setup_entities()
+    structure[0].transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(), gemmi.Vec3(5.0, 0.0, 0.0)))
+    shifted_path = tmp_path / "shifted.pdb"
+    structure.write_pdb(str(shifted_path))
+    shifted = replace(entry, name="shifted_by_5A", model_path=shifted_path)
+
+    (result,) = curate_entries([shifted], tmp_path / "out")
+    assert not result.accepted
+    assert any(reason.startswith("correlation") for reason in result.reasons)
+    row = _report_rows(tmp_path / "out")[0]
+    assert row["decision"] == "rejected" and "correlation" in row["reason"]
+    assert float(row["correlation"]) < 0.65 < original.measurement.correlation
+
+
+def test_curated_input_and_target_overlay_better_than_any_one_voxel_shift(curated_examples):
+    out, _, _ = curated_examples
+    for row in read_curated_index(out):
+        pair = read_curated_pair(row.path)
+        aligned = np.corrcoef(pair.input.ravel(), pair.target.ravel())[0, 1]
+        for shift in itertools.product((-1, 0, 1), repeat=3):
+            if shift == (0, 0, 0):
+                continue
+            moved = np.roll(pair.target, shift, axis=(0, 1, 2))
+            assert np.corrcoef(pair.input.ravel(), moved.ravel())[0, 1] < aligned, (row.name, shift)
+
+
+def test_curated_target_background_is_zero_and_in_unit_range(curated_examples):
+    out, _, _ = curated_examples
+    for row in read_curated_index(out):
+        pair = read_curated_pair(row.path)
+        assert np.all(pair.target[~pair.mask] == 0)
+        assert pair.target.min() >= 0 and pair.target.max() == pytest.approx(1.0)
+        assert pair.input.min() == pytest.approx(0.0) and pair.input.max() == pytest.approx(1.0)
+        assert pair.metadata["split"] == row.split and np.all(pair.grid.voxel_size == 1.0)
+
+
+def test_later_redundant_pair_is_rejected_naming_the_kept_pair(renderer, example_entries, tmp_path):
+    entry = next(e for e in example_entries if e.emdb_id == "EMD-6374")
+    twins = [replace(entry, name="first"), replace(entry, name="second")]
+    first, second = curate_entries(twins, tmp_path)
+    assert first.accepted
+    assert second.reasons == ["sequence identity 100% > 30% with kept pair first"]
+
+
+def test_unrelated_shared_models_are_not_redundant(example_entries):
+    from cryomaps.io import read_structure
+
+    labels = ("EMD-20026_apoferritin_crop", "EMD-3488_hemoglobin", "EMD-5168_actin_filament", "EMD-6374_3JB0-D_segment")
+    facts = {e.label: model_facts(read_structure(e.model_path, remove_waters=True), 20) for e in example_entries if e.label in labels}
+    kept = []
+    for label, fact in facts.items():
+        assert redundancy_reason(fact.sequences, kept, FilterOptions()) is None, label
+        kept.append((label, fact.sequences))
+
+
+def test_missing_and_unreadable_files_become_rejected_rows(tmp_path):
+    not_a_map = tmp_path / "broken.mrc"
+    not_a_map.write_text("not a map")
+    model = tmp_path / "helix.pdb"
+    from cryomaps.io.example import write_example_peptide
+
+    write_example_peptide(model)
+    entries = [
+        ManifestEntry("EMD-0001", "1abc", 3.0, True, "train", map_path=tmp_path / "missing.mrc", model_path=model, name="missing"),
+        ManifestEntry("EMD-0002", "1abd", 3.0, True, "val", map_path=not_a_map, model_path=model, name="broken"),
+        ManifestEntry("EMD-0003", None, None, False, "train", name="not_fetched"),
+    ]
+    results = curate_entries(entries, tmp_path / "out")
+    assert [r.accepted for r in results] == [False, False, False]
+    assert "no such file" in results[0].reasons[0]
+    assert "not a" in results[1].reasons[0]
+    assert "fetch it first" in results[2].reasons[0]
+    assert len(_report_rows(tmp_path / "out")) == 3
+    assert read_curated_index(tmp_path / "out") == []
+
+
+def _structure(residue_names, atom_names_per_residue, elements=None) -> Structure:
+    names, residues, seqids = [], [], []
+    for index, (residue, atoms) in enumerate(zip(residue_names, atom_names_per_residue)):
+        names += atoms
+        residues += [residue] * len(atoms)
+        seqids += [index + 1] * len(atoms)
+    n = len(names)
+    elements = elements or [name[0] for name in names]
+    return Structure(
+        coords=np.zeros((n, 3)), atomic_numbers=np.full(n, 6), elements=np.array(elements),
+        b_factors=np.zeros(n), occupancies=np.ones(n), chain_ids=np.full(n, "A"),
+        residue_names=np.array(residues), residue_seqids=np.array(seqids), atom_names=np.array(names),
+        altlocs=np.full(n, ""),
+    )
+
+
+def test_model_facts_detect_nucleic_acids_unknown_residues_and_backbone_only():
+    full = ["N", "CA", "C", "O", "CB", "CG"]
+    backbone = ["N", "CA", "C", "O"]
+    protein = _structure(["LEU", "GLY", "LYS"], [full, backbone, full])
+    facts = model_facts(protein, 2)
+    assert (facts.has_nucleic_acids, facts.n_unknown_residues, facts.backbone_only_fraction) == (False, 0, 0.0)
+    assert facts.sequences == (("LEU", "GLY", "LYS"),)
+    assert model_facts(_structure(["LEU", "DA"], [full, ["P", "OP1"]]), 2).has_nucleic_acids
+    assert model_facts(_structure(["UNK", "LEU"], [backbone, full]), 2).n_unknown_residues == 1
+    trace = model_facts(_structure(["LEU", "ALA", "LYS"], [["CA"], ["CA"], ["CA"]]), 2)
+    assert trace.backbone_only_fraction == 1.0
+
+
+def test_normalisations_keep_background_zero_or_reproduce_the_published_offset():
+    rng = np.random.default_rng(0)
+    experimental = rng.normal(size=(12, 10, 8))
+    mask = np.zeros(experimental.shape, dtype=bool)
+    mask[3:9, 3:7, 2:6] = True
+    target = normalise_target(experimental, mask, "percentile", 99.9)
+    assert np.all(target[~mask] == 0) and target.min() >= 0 and target.max() == pytest.approx(1.0)
+    published = normalise_target(experimental, mask, "published_minmax", 99.9)
+    background = published[~mask][0]
+    assert np.all(published[~mask] == background) and 0.2 < background < 0.8
+    assert published.min() == 0 and published.max() == pytest.approx(1.0)
+
+
+def test_curated_pair_file_round_trips(tmp_path):
+    grid = Grid((4, 5, 6), (1.0, 1.0, 1.5), (-3.0, 2.5, 10.0))
+    rng = np.random.default_rng(1)
+    pair = CuratedPair(rng.random(grid.shape), rng.random(grid.shape), rng.random(grid.shape) > 0.5, grid, {"name": "x", "n": 3})
+    path = write_curated_pair(tmp_path / "x.npz", pair)
+    loaded = read_curated_pair(path)
+    assert loaded.grid.shape == grid.shape
+    np.testing.assert_array_equal(loaded.grid.voxel_size, grid.voxel_size)
+    np.testing.assert_array_equal(loaded.grid.origin, grid.origin)
+    for name in ("input", "target", "mask"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(pair, name))
+    assert loaded.metadata == {"name": "x", "n": 3}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npz"]
+
+
+def test_config_composes_into_options_with_overrides():
+    from cryomaps.config import compose_config
+
+    defaults = CurationOptions.from_config(compose_config("curate"))
+    assert defaults == CurationOptions()
+    published = CurationOptions.from_config(
+        compose_config("curate", ["normalisation=published_minmax", "filters.min_correlation=0.5", "render.model=peng"])
+    )
+    assert published.normalisation == "published_minmax"
+    assert published.filters.min_correlation == 0.5 and published.render.model == "peng"
+
+
+def test_curate_command_with_overrides_after_out(renderer, data_root, tmp_path, capsys):
+    from cryomaps.cli import main
+
+    manifest = tmp_path / "two.csv"
+    lines = MANIFEST.read_text().splitlines()
+    manifest.write_text("\n".join([lines[0]] + [l for l in lines if "EMD-6374" in l or "EMD-3488" in l]) + "\n")
+    status = main(["curate", str(manifest), "--out", str(tmp_path / "out"), f"data_root={data_root}", "normalisation=published_minmax"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "EMD-6374_3JB0-D_segment" in printed and "pairs accepted" in printed
+    pair = read_curated_pair(read_curated_index(tmp_path / "out")[0].path)
+    assert pair.metadata["curation"]["normalisation"] == "published_minmax"
+    assert np.all(pair.target[~pair.mask] == pair.target[~pair.mask][0]) and pair.target[~pair.mask][0] > 0
