@@ -1,0 +1,1 @@
+"""Inference: tiled prediction, map generation and local-resolution estimation."""

@@ -1,0 +1,419 @@
+"""Classical local resolution from two half maps: Fourier shell correlation in soft-edged windows.
+
+Method (our own implementation of the local-FSC idea used by blocres and RELION ``--locres``):
+
+1. Step points are laid on the half-map grid every ``step`` Å along each axis, starting at voxel
+   (0, 0, 0) and reaching or passing the last voxel, so that every voxel lies between step points.
+2. Around each step point a window of ``window`` Å diameter is cut from both half maps (zero
+   outside the box). ``shape="sphere"`` (default) weights voxels with a sphere whose weight is 1 up
+   to ``window/2 - soft_edge/2`` and falls with a raised cosine to 0 at ``window/2 + soft_edge/2``
+   (so ``window`` is the diameter at half weight); ``shape="cube"`` uses the same cosine profile
+   along each axis. Each half window has its weighted mean removed before weighting, so a constant
+   background does not correlate.
+3. Windows are Fourier transformed in batches (``torch.fft.rfftn``) and the FSC is computed in
+   shells of spatial frequency ``|s|`` (1/Å, from the voxel size of each axis, so anisotropic voxels
+   are handled). The shell width is the coarsest frequency spacing of the window box,
+   ``max_a 1 / (n_a h_a)``; shells run up to the Nyquist frequency of the coarsest axis.
+4. The local resolution is ``1 / s`` at the first shell (after the zero-frequency shell) where the
+   FSC drops below ``threshold`` (0.143 by default), linearly interpolated between that shell and
+   the one before; clamped to ``[2 * max(voxel size), window]`` Å. A window whose FSC never drops
+   below the threshold gets the finest value (Nyquist), one whose first shell is already below gets
+   the window size.
+5. The step-point values are interpolated trilinearly back onto every voxel.
+
+Masking: with a mask, only step points whose interpolation support (``step`` voxels either side)
+touches the mask are evaluated (the mask dilated by one step), so every voxel inside the mask is
+interpolated from evaluated points only; voxels outside the mask get ``background``.
+``BACKGROUND_RESOLUTION`` = 100 Å is the default background: it is the convention of ResMap and of
+CryoRes (and therefore of cryomaps' single-map network), an obviously out-of-range value that colour
+palettes in ChimeraX clip and that can never be mistaken for an estimate (estimates never exceed
+``window``). Without a mask every voxel is estimated, as RELION does.
+
+No phase-randomisation correction of the mask-induced correlation is applied (RELION applies one);
+the windows are mean-subtracted and soft-edged, which keeps that correlation at the lowest shells,
+below the resolutions of interest.
+
+All map arrays are indexed (x, y, z); lengths are in Å, frequencies in 1/Å.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cryomaps.errors import InputError
+from cryomaps.io import DensityMap, Grid
+
+DEFAULT_WINDOW = 25.0
+"""Window diameter (Å) at half weight."""
+
+DEFAULT_SOFT_EDGE = 5.0
+"""Width (Å) of the raised-cosine edge of the window."""
+
+DEFAULT_THRESHOLD = 0.143
+"""FSC threshold for half maps (Rosenthal & Henderson 2003)."""
+
+BACKGROUND_RESOLUTION = 100.0
+"""Value (Å) written outside the mask (ResMap / CryoRes convention)."""
+
+WINDOW_SHAPES = ("sphere", "cube")
+
+VOXELS_PER_BATCH = 1 << 22
+"""Window voxels transformed at once per half map (bounds memory: ~16 MB per float32 tensor)."""
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """The window box and its weights on a grid of given voxel size.
+
+    Attributes:
+        weights: (n_x, n_y, n_z) float tensor of window weights in [0, 1], centred on voxel
+            ``(n_x // 2, n_y // 2, n_z // 2)``.
+        voxel_size: (3,) Å.
+    """
+
+    weights: torch.Tensor
+    voxel_size: np.ndarray
+
+    @property
+    def box(self) -> tuple[int, int, int]:
+        return tuple(self.weights.shape)
+
+    @property
+    def centre(self) -> tuple[int, int, int]:
+        return tuple(n // 2 for n in self.box)
+
+
+def fast_fft_size(minimum: int) -> int:
+    """Smallest integer >= ``minimum`` whose prime factors are all 2, 3 or 5."""
+    size = max(1, int(minimum))
+    while True:
+        remainder = size
+        for prime in (2, 3, 5):
+            while remainder % prime == 0:
+                remainder //= prime
+        if remainder == 1:
+            return size
+        size += 1
+
+
+def raised_cosine(distance: torch.Tensor, radius: float, soft_edge: float) -> torch.Tensor:
+    """Weight 1 for ``distance <= radius - soft_edge/2``, 0 beyond ``radius + soft_edge/2`` (Å),
+    a raised cosine in between (0.5 at ``radius``)."""
+    if soft_edge <= 0:
+        return (distance <= radius).to(distance.dtype)
+    phase = ((distance - (radius - soft_edge / 2)) / soft_edge).clamp(0.0, 1.0)
+    return 0.5 * (1.0 + torch.cos(math.pi * phase))
+
+
+def window_geometry(
+    voxel_size,
+    window: float = DEFAULT_WINDOW,
+    soft_edge: float = DEFAULT_SOFT_EDGE,
+    shape: str = "sphere",
+    device=None,
+    dtype: torch.dtype = torch.float32,
+) -> WindowGeometry:
+    """Window weights for a grid of ``voxel_size`` (3,) Å.
+
+    The box has, along each axis, the smallest FFT-friendly size holding the whole soft window
+    (radius ``window/2 + soft_edge/2`` Å either side of the centre voxel).
+    """
+    if shape not in WINDOW_SHAPES:
+        raise InputError(None, f"window shape must be one of {WINDOW_SHAPES}, got {shape!r}")
+    if window <= 0 or soft_edge < 0:
+        raise InputError(None, f"window ({window} Å) must be positive and soft edge ({soft_edge} Å) non-negative")
+    voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    radius = window / 2
+    reach = np.ceil((radius + soft_edge / 2) / voxel - 1e-6).astype(int)
+    box = [fast_fft_size(2 * r + 1) for r in reach]
+    offsets = [
+        (torch.arange(n, device=device, dtype=torch.float64) - n // 2) * float(h) for n, h in zip(box, voxel)
+    ]
+    if shape == "sphere":
+        x, y, z = torch.meshgrid(*offsets, indexing="ij")
+        weights = raised_cosine(torch.sqrt(x * x + y * y + z * z), radius, soft_edge)
+    else:
+        profiles = [raised_cosine(o.abs(), radius, soft_edge) for o in offsets]
+        weights = profiles[0][:, None, None] * profiles[1][None, :, None] * profiles[2][None, None, :]
+    return WindowGeometry(weights.to(dtype), voxel.copy())
+
+
+@dataclass(frozen=True)
+class Shells:
+    """Assignment of the window's half-spectrum (rfftn layout) to frequency shells.
+
+    Attributes:
+        projection: (2 * n_x * n_y * (n_z//2 + 1), n_shells) float matrix with one row per real
+            and one per imaginary part of each Fourier voxel (the interleaved layout of
+            ``torch.view_as_real``). A row holds, in the column of its voxel's shell, 2 when the voxel
+            stands for a Hermitian pair and 1 otherwise (all 0 for voxels beyond the last shell), so
+            ``products @ projection`` sums products of spectra per shell.
+        frequency: (n_shells,) float64 shell-centre frequencies (1/Å); shell 0 is zero frequency.
+    """
+
+    projection: torch.Tensor
+    frequency: np.ndarray
+
+    @property
+    def n_shells(self) -> int:
+        return len(self.frequency)
+
+
+def frequency_shells(box, voxel_size, device=None, dtype: torch.dtype = torch.float32) -> Shells:
+    """Frequency shells of a window box ``(n_x, n_y, n_z)`` with voxel size (3,) Å."""
+    voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    spacing = max(1.0 / (n * h) for n, h in zip(box, voxel))
+    nyquist = min(0.5 / h for h in voxel)
+    n_shells = int(math.floor(nyquist / spacing + 1e-6)) + 1
+    axes = [torch.fft.fftfreq(box[a], d=float(voxel[a]), dtype=torch.float64) for a in (0, 1)]
+    axes.append(torch.fft.rfftfreq(box[2], d=float(voxel[2]), dtype=torch.float64))
+    fx, fy, fz = torch.meshgrid(*axes, indexing="ij")
+    radius = torch.sqrt(fx * fx + fy * fy + fz * fz)
+    shell = torch.round(radius / spacing).long().reshape(-1)
+    z_index = torch.arange(len(axes[2]))
+    paired = (z_index > 0) & ~((box[2] % 2 == 0) & (z_index == box[2] // 2))
+    multiplicity = torch.where(paired, 2.0, 1.0).expand(fx.shape).reshape(-1).double()
+    projection = torch.zeros(len(shell), n_shells + 1, dtype=torch.float64)
+    projection[torch.arange(len(shell)), shell.clamp(max=n_shells)] = multiplicity
+    projection = projection[:, :n_shells].repeat_interleave(2, dim=0).to(device=device, dtype=dtype)
+    return Shells(projection, np.arange(n_shells) * spacing)
+
+
+def window_fsc(windows1: torch.Tensor, windows2: torch.Tensor, weights: torch.Tensor, shells: Shells) -> torch.Tensor:
+    """FSC curves of pairs of windows.
+
+    Args:
+        windows1, windows2: (B, n_x, n_y, n_z) raw map values of the windows of each half map.
+        weights: (n_x, n_y, n_z) window weights.
+        shells: frequency shells of the box.
+    Returns:
+        (B, n_shells) FSC per shell (0 where a shell has no power).
+    """
+    total_weight = weights.sum()
+    spectra = []
+    for windows in (windows1, windows2):
+        weighted = windows * weights
+        mean = weighted.sum(dim=(1, 2, 3), keepdim=True) / total_weight
+        spectrum = torch.fft.rfftn(weighted - mean * weights, dim=(1, 2, 3))
+        spectra.append(torch.view_as_real(spectrum).reshape(len(windows), -1))  # (B, 2M): re, im pairs
+    first, second = spectra
+    cross = (first * second) @ shells.projection
+    power1 = (first * first) @ shells.projection
+    power2 = (second * second) @ shells.projection
+    denominator = torch.sqrt(power1 * power2)
+    return torch.where(denominator > 0, cross / denominator.clamp(min=torch.finfo(denominator.dtype).tiny), 0.0)
+
+
+def fsc_crossing_resolution(
+    fsc: torch.Tensor, frequency: np.ndarray, threshold: float, finest: float, coarsest: float
+) -> torch.Tensor:
+    """Resolution (Å) where each FSC curve first drops below ``threshold``.
+
+    Args:
+        fsc: (B, n_shells) curves; shell 0 (zero frequency) is ignored.
+        frequency: (n_shells,) shell frequencies (1/Å), evenly spaced from 0.
+        threshold: FSC value defining the resolution.
+        finest, coarsest: clamp (Å); curves that never drop below give ``finest``.
+    Returns:
+        (B,) float tensor of resolutions in Å.
+    """
+    below = fsc[:, 1:] < threshold
+    first = torch.argmax(below.to(torch.uint8), dim=1) + 1  # shell index of the first drop
+    crosses = below.any(dim=1)
+    previous = (first - 1).clamp(min=1)
+    f_before = fsc.gather(1, previous[:, None])[:, 0]
+    f_after = fsc.gather(1, first[:, None])[:, 0]
+    fraction = ((f_before - threshold) / (f_before - f_after).clamp(min=1e-12)).clamp(0.0, 1.0)
+    spacing = float(frequency[1] - frequency[0])
+    crossing = (previous.to(fsc.dtype) + fraction) * spacing
+    crossing = torch.where(first == 1, torch.zeros_like(crossing), crossing)  # below at the first shell
+    resolution = 1.0 / crossing.clamp(min=1.0 / coarsest)
+    resolution = torch.where(crosses, resolution, torch.full_like(resolution, finest))
+    return resolution.clamp(min=finest, max=coarsest)
+
+
+@dataclass(frozen=True)
+class StepGrid:
+    """Step points on a grid: point ``(k_x, k_y, k_z)`` sits at voxel ``(k_x s_x, k_y s_y, k_z s_z)``.
+
+    Attributes:
+        step: (3,) step in voxels along x, y, z.
+        counts: (3,) number of step points along each axis; the last one is at or past the last voxel.
+    """
+
+    step: tuple[int, int, int]
+    counts: tuple[int, int, int]
+
+
+def step_grid(shape, voxel_size, step: float) -> StepGrid:
+    """Step points every ``step`` Å (rounded to whole voxels, at least 1) covering ``shape`` (x, y, z)."""
+    if step <= 0:
+        raise InputError(None, f"step must be positive, got {step} Å")
+    voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    steps = tuple(max(1, int(round(step / h))) for h in voxel)
+    counts = tuple(int(math.ceil((n - 1) / s)) + 1 for n, s in zip(shape, steps))
+    return StepGrid(steps, counts)
+
+
+def interpolation_matrix(length: int, step: int, count: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """(length, count) linear-interpolation weights from step points ``k * step`` to voxels 0..length-1."""
+    position = torch.arange(length, dtype=torch.float64) / step
+    low = torch.floor(position).long().clamp(max=count - 1)
+    fraction = position - low
+    high = (low + 1).clamp(max=count - 1)
+    matrix = torch.zeros(length, count, dtype=torch.float64)
+    rows = torch.arange(length)
+    matrix.index_put_((rows, low), 1.0 - fraction, accumulate=True)
+    matrix.index_put_((rows, high), fraction, accumulate=True)
+    return matrix.to(device=device, dtype=dtype)
+
+
+def interpolate_step_values(values: torch.Tensor, shape, steps: StepGrid) -> torch.Tensor:
+    """Trilinear interpolation of step-point values (k_x, k_y, k_z) onto a grid of ``shape`` (x, y, z)."""
+    result = values
+    for axis in range(3):
+        matrix = interpolation_matrix(shape[axis], steps.step[axis], steps.counts[axis], values.dtype, values.device)
+        result = torch.movedim(torch.tensordot(matrix, torch.movedim(result, axis, 0), dims=1), 0, axis)
+    return result
+
+
+def active_step_points(mask: torch.Tensor | None, steps: StepGrid, device=None) -> torch.Tensor:
+    """(P, 3) int64 step-point indices to evaluate: all, or those within one step of a mask voxel."""
+    if mask is None:
+        ranges = [torch.arange(c, device=device) for c in steps.counts]
+        return torch.stack(torch.meshgrid(*ranges, indexing="ij"), dim=-1).reshape(-1, 3)
+    padding = []
+    for axis in (2, 1, 0):
+        padding += [0, (steps.counts[axis] - 1) * steps.step[axis] + 1 - mask.shape[axis]]
+    padded = torch.nn.functional.pad(mask.float(), padding)
+    dilated = torch.nn.functional.max_pool3d(
+        padded[None, None], kernel_size=[2 * s - 1 for s in steps.step], stride=1, padding=[s - 1 for s in steps.step]
+    )[0, 0]
+    on_steps = dilated[:: steps.step[0], :: steps.step[1], :: steps.step[2]] > 0
+    return torch.nonzero(on_steps).to(device)
+
+
+def estimate_step_resolutions(
+    half1: torch.Tensor,
+    half2: torch.Tensor,
+    points: torch.Tensor,
+    steps: StepGrid,
+    geometry: WindowGeometry,
+    threshold: float,
+    window: float,
+) -> torch.Tensor:
+    """Local resolution (Å) at step points ``points`` (P, 3) of half-map tensors (x, y, z)."""
+    box, centre = geometry.box, geometry.centre
+    views = []
+    for volume in (half1, half2):
+        padding = []
+        for axis in (2, 1, 0):
+            after = (steps.counts[axis] - 1) * steps.step[axis] + (box[axis] - 1 - centre[axis]) - (volume.shape[axis] - 1)
+            padding += [centre[axis], max(after, 0)]
+        padded = torch.nn.functional.pad(volume, padding)
+        for axis in range(3):
+            padded = padded.unfold(axis, box[axis], steps.step[axis])
+        views.append(padded)
+    shells = frequency_shells(box, geometry.voxel_size, device=half1.device, dtype=half1.dtype)
+    weights = geometry.weights.to(device=half1.device, dtype=half1.dtype)
+    finest = 2.0 * float(np.max(geometry.voxel_size))
+    batch = max(1, VOXELS_PER_BATCH // int(np.prod(box)))
+    results = []
+    for start in range(0, len(points), batch):
+        chunk = points[start : start + batch]
+        ix, iy, iz = chunk[:, 0], chunk[:, 1], chunk[:, 2]
+        fsc = window_fsc(views[0][ix, iy, iz], views[1][ix, iy, iz], weights, shells)
+        results.append(fsc_crossing_resolution(fsc, shells.frequency, threshold, finest, max(window, finest)))
+    return torch.cat(results) if results else half1.new_zeros(0)
+
+
+def local_resolution(
+    half1: DensityMap,
+    half2: DensityMap,
+    mask: DensityMap | np.ndarray | None = None,
+    *,
+    window: float = DEFAULT_WINDOW,
+    step: float | None = None,
+    soft_edge: float = DEFAULT_SOFT_EDGE,
+    shape: str = "sphere",
+    threshold: float = DEFAULT_THRESHOLD,
+    background: float = BACKGROUND_RESOLUTION,
+    device: str | torch.device | None = None,
+) -> DensityMap:
+    """Local resolution map (Å) from two half maps by windowed FSC.
+
+    Args:
+        half1, half2: the independent half maps, on the same grid (data indexed (x, y, z)).
+        mask: optional mask on the same grid (array (x, y, z) or DensityMap); voxels with value
+            > 0.5 are inside.
+        window: window diameter at half weight (Å).
+        step: distance between step points (Å); default ``window / 4``.
+        soft_edge: width of the window's raised-cosine edge (Å).
+        shape: "sphere" or "cube".
+        threshold: FSC threshold (0.143 for half maps; 0.5 is a common stricter choice).
+        background: value (Å) written outside the mask.
+        device: torch device; default CUDA when available, else CPU.
+    Returns:
+        DensityMap of local resolution (Å) on the half-map grid (same voxel size and origin).
+    Raises:
+        InputError: the maps' grids differ, the mask does not match, or a parameter is invalid.
+    """
+    grid = check_same_grid(half1, half2)
+    mask_array = None if mask is None else mask_on_grid(mask, grid)
+    if not 0.0 < threshold < 1.0:
+        raise InputError(None, f"FSC threshold must lie in (0, 1), got {threshold}")
+    device = torch.device(device) if device is not None else default_device()
+    steps = step_grid(grid.shape, grid.voxel_size, window / 4 if step is None else step)
+    geometry = window_geometry(grid.voxel_size, window, soft_edge, shape, device=device)
+    tensors = [torch.as_tensor(m.data, device=device) for m in (half1, half2)]
+    mask_tensor = None if mask_array is None else torch.as_tensor(mask_array, device=device)
+    points = active_step_points(mask_tensor, steps, device=device)
+    estimates = estimate_step_resolutions(*tensors, points, steps, geometry, threshold, window)
+    coarse = torch.zeros(steps.counts, dtype=torch.float32, device=device)
+    coarse[points[:, 0], points[:, 1], points[:, 2]] = estimates
+    full = interpolate_step_values(coarse, grid.shape, steps)
+    if mask_tensor is not None:
+        full = torch.where(mask_tensor, full, torch.full_like(full, background))
+    return DensityMap.from_grid(full.cpu().numpy(), grid)
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_same_grid(first: DensityMap, second: DensityMap, names=("half map 1", "half map 2")) -> Grid:
+    """The common grid of two maps; InputError when shape, voxel size or origin differ."""
+    for label, a, b in (
+        ("shape", first.data.shape, second.data.shape),
+        ("voxel size", tuple(first.voxel_size), tuple(second.voxel_size)),
+        ("origin", tuple(first.origin), tuple(second.origin)),
+    ):
+        if not np.allclose(a, b, rtol=0, atol=1e-3):
+            raise InputError(None, f"{names[0]} and {names[1]} are on different grids: {label} {a} vs {b}")
+    return first.grid
+
+
+def mask_on_grid(mask: DensityMap | np.ndarray, grid: Grid) -> np.ndarray:
+    """Boolean (x, y, z) mask (value > 0.5) checked against ``grid``."""
+    if isinstance(mask, DensityMap):
+        check_same_grid(mask, DensityMap.from_grid(np.zeros(grid.shape, np.float32), grid), ("mask", "half maps"))
+        values = mask.data
+    else:
+        values = np.asarray(mask)
+        if values.shape != grid.shape:
+            raise InputError(None, f"mask shape {values.shape} differs from the half maps' {grid.shape}")
+    inside = values > 0.5
+    if not inside.any():
+        raise InputError(None, "mask is empty (no voxel above 0.5)")
+    return inside
+
+
+def summary_statistics(locres: DensityMap, mask: np.ndarray | None = None) -> dict:
+    """Median, minimum and maximum local resolution (Å) inside ``mask`` (all voxels when None)."""
+    values = locres.data if mask is None else locres.data[mask]
+    return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max())}
