@@ -1,0 +1,31 @@
+"""``cryomaps train [key=value ...]``: train a task from the Hydra configs (configs/train.yaml)."""
+
+from __future__ import annotations
+
+HELP = "train a network (Hydra overrides, e.g. task=struc2map model=s2m_small trainer.max_epochs=3)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra config overrides")
+    parser.add_argument("--cfg", action="store_true", help="print the composed configuration and exit")
+
+
+def run(args) -> int:
+    return compose_and_run("train", args)
+
+
+def compose_and_run(config_name: str, args) -> int:
+    """Compose ``config_name`` with the overrides; print it (``--cfg``) or run it."""
+    from omegaconf import OmegaConf
+
+    from cryomaps.config import compose_config
+
+    config = compose_config(config_name, args.overrides)
+    if args.cfg:
+        print(OmegaConf.to_yaml(config))
+        return 0
+    from cryomaps.tasks.training import run_finetuning, run_training
+
+    run_dir = run_finetuning(config) if config_name == "finetune" else run_training(config)
+    print(f"run folder: {run_dir}")
+    return 0

@@ -1,0 +1,118 @@
+"""Map generation: atomic model → simulated input (as in training) → generator → experimental-like map.
+
+The input is rendered with the same function and options that curation used for the training
+pairs (:func:`cryomaps.data.curate.render_input`, min-max scaled to [0, 1]); the options travel
+inside the generator's weights file (``metadata["input"]``), together with the voxel size it was
+trained at. The output overlays the model: it is written on the grid it was predicted on, or
+resampled onto a reference map's grid (``like``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryomaps.io import DensityMap, Grid, Structure, resample_map
+
+BUNDLED_GENERATOR = "struc2map_small.pt"
+
+
+def bundled_generator_path() -> Path:
+    """Path of the generator weights shipped in the package (see README: how it was trained)."""
+    return Path(str(files("cryomaps") / "weights" / BUNDLED_GENERATOR))
+
+
+@dataclass
+class TilingOptions:
+    """How the map is cut into tiles (see :func:`cryomaps.inference.tiling.predict_tiled`)."""
+
+    tile_size: int = 32
+    overlap: int = 16
+    mode: str = "blend"
+    batch_size: int = 8
+    device: str | None = None
+    progress: bool = False
+
+
+def prediction_grid(structure: Structure, voxel_size: float, padding: float, like: DensityMap | None) -> Grid:
+    """The grid the generator runs on (Å): around the model plus ``padding``, or covering ``like``'s box."""
+    if like is None:
+        return Grid.around(structure.coords, voxel_size=voxel_size, padding=padding)
+    extent = (np.asarray(like.data.shape) - 1) * like.voxel_size
+    shape = tuple(int(math.floor(length / voxel_size + 1e-6)) + 1 for length in extent)
+    return Grid(shape, voxel_size, like.origin)
+
+
+def generate_map(
+    structure: Structure,
+    generator: torch.nn.Module,
+    metadata: dict,
+    padding: float = 8.0,
+    like: DensityMap | None = None,
+    resolution: float | None = None,
+    tiling: TilingOptions | None = None,
+) -> DensityMap:
+    """An experimental-like map of ``structure``.
+
+    Args:
+        structure: the model.
+        generator: the trained U-Net++ (eval mode).
+        metadata: the weights file's metadata: ``input`` render options and ``voxel_size`` (Å).
+        padding: Å of empty space around the model's bounding box (ignored with ``like``).
+        like: put the result on this map's grid (values resampled trilinearly).
+        resolution: target resolution (Å) for a resolution-conditioned generator.
+        tiling: tile size, overlap, blending mode, batch size, device.
+    Returns:
+        The generated map, on ``like``'s grid or on a grid of ``metadata["voxel_size"]`` Å around the model.
+    """
+    from cryomaps.data.curate import RenderOptions, min_max, render_input
+    from cryomaps.inference.tiling import predict_tiled
+
+    tiling = tiling or TilingOptions()
+    grid = prediction_grid(structure, float(metadata["voxel_size"]), padding, like)
+    simulated = min_max(render_input(structure, grid, RenderOptions(**metadata["input"])))
+    condition = _resolution_condition(generator, resolution)
+    device = torch.device(tiling.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    generator = generator.to(device).eval()
+
+    def predict(tiles: torch.Tensor) -> torch.Tensor:
+        if condition is None:
+            return generator(tiles)
+        return generator(tiles, condition.to(tiles.device).expand(len(tiles)))
+
+    generated = predict_tiled(
+        torch.from_numpy(simulated), predict, tile_size=tiling.tile_size, overlap=tiling.overlap,
+        mode=tiling.mode, batch_size=tiling.batch_size, device=device, progress=tiling.progress,
+    )
+    result = DensityMap.from_grid(generated.numpy(), grid)
+    return result if like is None else resample_map(result, like.grid)
+
+
+def _resolution_condition(generator: torch.nn.Module, resolution: float | None) -> torch.Tensor | None:
+    from cryomaps.errors import InputError
+
+    conditioned = getattr(generator, "embedding", None) is not None
+    if conditioned and resolution is None:
+        raise InputError(None, "this generator is conditioned on resolution: give --resolution")
+    if not conditioned:
+        return None
+    return torch.tensor([float(resolution)])
+
+
+def low_pass(density_map: DensityMap, resolution: float, sigma_factor: float = 0.225) -> DensityMap:
+    """Blur a map with a Gaussian of σ = ``sigma_factor``·``resolution`` Å (molmap convention), by FFT."""
+    data = torch.from_numpy(density_map.data.astype(np.float64))
+    sigma = sigma_factor * resolution
+    transfer = torch.ones(())
+    for axis, (length, spacing) in enumerate(zip(data.shape, density_map.voxel_size)):
+        frequency = torch.fft.rfftfreq(length, d=spacing) if axis == 2 else torch.fft.fftfreq(length, d=spacing)
+        shape = [1, 1, 1]
+        shape[axis] = -1
+        transfer = transfer * torch.exp(-2.0 * (math.pi * sigma * frequency) ** 2).view(shape)
+    blurred = torch.fft.irfftn(torch.fft.rfftn(data) * transfer, s=data.shape)
+    return DensityMap(blurred.float().numpy(), density_map.voxel_size, density_map.origin)

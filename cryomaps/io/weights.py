@@ -1,0 +1,103 @@
+"""Weights files: one network's plain ``state_dict`` with the hyperparameters that rebuild it.
+
+A weights file is ``torch.save`` of a dict holding only plain Python and tensors, so it loads with
+``torch.load(..., weights_only=True)``::
+
+    {"format": "cryomaps-weights-1", "kind": "generator" | "discriminator" | "cryores",
+     "hyperparameters": {...}, "metadata": {...}, "state_dict": {...}}
+
+``hyperparameters`` rebuild the network; ``metadata`` says how its inputs must be prepared (e.g.
+for the generator the render options and voxel size of its training inputs). Lightning
+checkpoints (``.ckpt``) of cryomaps tasks are read too: their ``hyper_parameters`` hold the
+networks' hyperparameters under the same kind names, and the metadata under ``metadata``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cryomaps.errors import InputError
+from cryomaps.io.atomic import atomic_output
+from cryomaps.models.registry import NETWORK_BUILDERS, build_network
+
+WEIGHTS_FORMAT = "cryomaps-weights-1"
+
+
+@dataclass
+class LoadedNetwork:
+    """A network rebuilt from a weights file or checkpoint, in eval mode, on the CPU."""
+
+    network: nn.Module
+    hyperparameters: dict
+    metadata: dict
+
+
+def save_network(
+    path: str | os.PathLike, kind: str, network: nn.Module, hyperparameters: dict, metadata: dict | None = None
+) -> Path:
+    """Write ``network``'s weights, ``hyperparameters`` and ``metadata`` atomically; returns the path."""
+    path = Path(path)
+    payload = {
+        "format": WEIGHTS_FORMAT,
+        "kind": kind,
+        "hyperparameters": dict(hyperparameters),
+        "metadata": dict(metadata or {}),
+        "state_dict": {name: tensor.detach().cpu() for name, tensor in network.state_dict().items()},
+    }
+    with atomic_output(path) as temporary:
+        torch.save(payload, temporary)
+    return path
+
+
+def _load(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such weights or checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for foreign or corrupt files
+        raise InputError(path, f"not a loadable weights/checkpoint file ({str(error).splitlines()[0]})") from None
+
+
+def load_network(path: str | os.PathLike, kind: str) -> LoadedNetwork:
+    """Rebuild a network of ``kind`` from a weights file or a task checkpoint."""
+    content = _load(path)
+    if content.get("format") == WEIGHTS_FORMAT:
+        if content["kind"] != kind:
+            raise InputError(path, f"holds a {content['kind']} network, not a {kind}")
+        hyperparameters, state_dict = content["hyperparameters"], content["state_dict"]
+        metadata = content.get("metadata", {})
+    else:
+        metadata = content.get("hyper_parameters", {}).get("metadata", {})
+        hyperparameters = content.get("hyper_parameters", {}).get(kind)
+        if hyperparameters is None or "state_dict" not in content:
+            raise InputError(path, f"is not a cryomaps weights file or a checkpoint with a {kind} network")
+        prefix = f"{kind}."
+        state_dict = {k[len(prefix):]: v for k, v in content["state_dict"].items() if k.startswith(prefix)}
+    network = build_network(kind, **hyperparameters)
+    network.load_state_dict(state_dict)
+    return LoadedNetwork(network.eval(), dict(hyperparameters), dict(metadata))
+
+
+def load_checkpoint_networks(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Network hyperparameters and a task-level state_dict from a checkpoint or a weights file.
+
+    Returns:
+        (hyperparameters by network kind, state_dict with keys prefixed by the kind), ready for
+        ``task.load_state_dict(state_dict, strict=False)``.
+    """
+    content = _load(path)
+    if content.get("format") == WEIGHTS_FORMAT:
+        kind = content["kind"]
+        state_dict = {f"{kind}.{name}": tensor for name, tensor in content["state_dict"].items()}
+        return {kind: content["hyperparameters"]}, state_dict
+    if "state_dict" not in content:
+        raise InputError(path, "is not a cryomaps weights file or Lightning checkpoint")
+    stored = content.get("hyper_parameters", {})
+    networks = {kind: stored[kind] for kind in NETWORK_BUILDERS if kind in stored}
+    return networks, content["state_dict"]

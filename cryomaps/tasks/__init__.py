@@ -1,0 +1,1 @@
+"""LightningModules (training logic) and their losses; networks come from :mod:`cryomaps.models`."""
