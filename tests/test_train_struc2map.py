@@ -120,3 +120,25 @@ def test_bad_overrides_give_one_line(capsys):
     assert cli_main(["train", "model=does_not_exist"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("cryomaps train: error:") and "\n" not in error
+
+
+def test_ddp_config_trains_on_two_cpu_processes(tmp_path, curated_dir):
+    """`trainer=ddp` (Lightning DDP, gloo on CPU): two ranks train, rank 0 writes the checkpoint.
+
+    Run as its own process, as users do: Lightning starts the other rank by re-running the command.
+    """
+    run_dir = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "cryomaps.cli", "train", f"run_dir={run_dir}", f"data.curated_dir={curated_dir}", *TINY,
+        "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+    ]
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 6 and (run_dir / "generator.pt").is_file()
+
+
+@pytest.mark.slow
+def test_wandb_logger_runs_offline(tmp_path, curated_dir):
+    run_dir = tmp_path / "wandb_run"
+    assert train(run_dir, curated_dir, "logger=wandb") == 0
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))

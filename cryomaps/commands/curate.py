@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "Mask, box, resample, normalise and filter the map-model pairs of a manifest into training pairs."
+HELP = "mask, box, resample, normalise and filter the map-model pairs of a manifest into training pairs"
 
 
 def add_arguments(parser) -> None:

@@ -43,16 +43,7 @@ def run(args) -> int:
 
 def demo_commands(model, out) -> dict[str, list[str]]:
     """The CLI calls the demo makes, by the name of the map they produce."""
-    commands = {
+    return {
         "generated": ["generate", str(model), "-o", str(out / "example_generated.mrc")],
         "molmap 2 Å": ["simulate", str(model), "-o", str(out / "example_molmap_2A.mrc"), "--model", "molmap", "--resolution", "2.0"],
     }
-    if not _generator_available():
-        del commands["generated"]
-    return commands
-
-
-def _generator_available() -> bool:
-    from importlib.util import find_spec
-
-    return find_spec("cryomaps.commands.generate") is not None

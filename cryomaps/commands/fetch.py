@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-HELP = "Download the EMDB maps and PDB models of a manifest (cached, checksummed, resumable)."
+HELP = "download the EMDB maps and PDB models of a manifest (cached, checksummed, resumable)"
 
 def add_arguments(parser) -> None:
     """Declare the options of ``cryomaps fetch``."""

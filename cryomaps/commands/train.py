@@ -16,6 +16,8 @@ def run(args) -> int:
 
 def compose_and_run(config_name: str, args) -> int:
     """Compose ``config_name`` with the overrides; print it (``--cfg``) or run it."""
+    import os
+
     from omegaconf import OmegaConf
 
     from cryomaps.config import compose_config
@@ -27,5 +29,6 @@ def compose_and_run(config_name: str, args) -> int:
     from cryomaps.tasks.training import run_finetuning, run_training
 
     run_dir = run_finetuning(config) if config_name == "finetune" else run_training(config)
-    print(f"run folder: {run_dir}")
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        print(f"run folder: {run_dir}")
     return 0
