@@ -1,10 +1,18 @@
-"""``cryomaps evaluate``: score a predicted map against a reference map.
+"""``cryomaps evaluate``: score maps against reference maps, one pair or a whole manifest.
 
 Single-pair mode: ``cryomaps evaluate --pred P.mrc --ref R.mrc [--model M.cif] [--json OUT.json]``
 prints a table and optionally writes the scores as JSON (keys of
 :func:`cryomaps.metrics.evaluate_maps`, plus ``pred_path``, ``ref_path``, ``model_path``).
-``--pred`` and ``--ref`` are checked in :func:`run` rather than by argparse so that a later
-batch mode driven by positional ``key=value`` overrides can share this parser.
+
+Report mode, chosen by giving Hydra ``key=value`` overrides of ``configs/evaluate.yaml``::
+
+    cryomaps evaluate manifest=M.csv out=DIR [methods=[generator,molmap_2A,molmap_reported,peng]]
+                      [split=val] [generator_ckpt=PATH]
+
+makes every method's map of every pair, scores it against the experimental map and writes
+metrics.csv, summary.csv and PNG figures into DIR (see :mod:`cryomaps.metrics.report`), then prints
+the summary table. ``--pred`` and ``--ref`` are checked in :func:`run` rather than by argparse so
+that the two modes share this parser.
 """
 
 from __future__ import annotations
@@ -12,10 +20,25 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-HELP = "score a predicted map against a reference map (SSIM, correlations, FSC)"
+HELP = "score maps against reference maps (SSIM, correlations, FSC): one pair, or a manifest as a report"
+
+# Options of single-pair mode without defaults (attribute -> option), refused in report mode.
+SINGLE_PAIR_OPTIONS = {
+    "pred": "--pred",
+    "ref": "--ref",
+    "model": "--model",
+    "model_resolution": "--model-resolution",
+    "json_path": "--json",
+}
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="report mode: overrides of configs/evaluate.yaml, e.g. manifest=M.csv out=DIR methods=[molmap_2A,peng]",
+    )
     parser.add_argument("--pred", type=Path, metavar="P.mrc", help="map to score")
     parser.add_argument("--ref", type=Path, metavar="R.mrc", help="reference (experimental) map")
     parser.add_argument(
@@ -43,13 +66,38 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    """Report mode when ``key=value`` overrides are given, else single-pair mode."""
+    if args.overrides:
+        return run_report(args)
+    return run_single_pair(args)
+
+
+def run_report(args) -> int:
+    """Write the manifest report (:func:`cryomaps.metrics.report.report_from_config`) and print its summary."""
+    from cryomaps.config import compose_config
+    from cryomaps.errors import InputError
+    from cryomaps.metrics.report import format_summary, report_from_config
+
+    given = [option for name, option in SINGLE_PAIR_OPTIONS.items() if getattr(args, name) is not None]
+    if given:
+        raise InputError(None, f"{', '.join(given)}: single-pair option(s), not for a report (key=value overrides)")
+    report = report_from_config(compose_config("evaluate", args.overrides))
+    print(format_summary(report.summary, report.methods))
+    print(f"report written to {report.out_dir}")
+    return 0
+
+
+def run_single_pair(args) -> int:
+    """Score ``--pred`` against ``--ref`` (optionally with ``--model``), print and optionally save the scores."""
     from cryomaps.errors import InputError
     from cryomaps.io import read_map
     from cryomaps.metrics import evaluate_maps
     from cryomaps.metrics.output import write_json_atomically
 
     if args.pred is None or args.ref is None:
-        raise InputError(None, "both --pred and --ref are required")
+        raise InputError(
+            None, "both --pred and --ref are required (or key=value overrides for a report: manifest=M.csv out=DIR)"
+        )
     pred, ref = read_map(args.pred), read_map(args.ref)
     model_coords = model_map = None
     if args.model is not None:

@@ -8,6 +8,7 @@ PNG files are written atomically.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -94,6 +95,7 @@ def save_metric_boxplots(
     metrics: Sequence[str],
     group_key: str = "method",
     dpi: int = 100,
+    columns: int = 4,
 ) -> Path:
     """One box plot per metric, one box per group, from a table of rows.
 
@@ -102,10 +104,15 @@ def save_metric_boxplots(
             None or NaN values are left out.
         metrics: the columns to plot, one panel each.
         group_key: the column naming each row's group (one box per group, in order of appearance).
+        columns: panels per row of the figure.
     """
     groups = list(dict.fromkeys(str(row[group_key]) for row in rows))
-    figure = _new_figure(max(3.0, 0.9 * len(groups) + 1.5) * len(metrics), 3.2, dpi)
-    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    n_columns = min(columns, len(metrics))
+    n_rows = math.ceil(len(metrics) / n_columns)
+    figure = _new_figure(max(3.0, 0.9 * len(groups) + 1.5) * n_columns, 3.2 * n_rows, dpi)
+    axes = figure.subplots(n_rows, n_columns, squeeze=False).reshape(-1)
+    for axis in axes[len(metrics):]:
+        axis.set_visible(False)
     for axis, metric in zip(axes, metrics):
         values = [_finite_values(rows, metric, group_key, group) for group in groups]
         axis.boxplot(values)

@@ -1,0 +1,161 @@
+"""``cryomaps evaluate manifest=... methods=[...]``: the report on two small shared pairs.
+
+The generator is a tiny randomly initialised U-Net++ (its scores mean nothing; these tests check
+the plumbing), run without tile overlap to keep the tests fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryomaps import cli
+from cryomaps.data.manifest import read_manifest, write_manifest
+from cryomaps.errors import InputError
+from cryomaps.metrics.report import METRICS, check_methods
+
+SPIKE, STRUDEL = "EMD-21457_spike_NTD_segment", "strudel_6272_segment"  # 3.2 Å (val); no reported resolution
+METHODS = ("generator", "molmap_2A", "molmap_reported", "peng")
+PUBLISHED_METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXAMPLE_MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
+
+
+@pytest.fixture(scope="module")
+def manifest(data_root, tmp_path_factory):
+    """A manifest of the two small pairs, paths absolute."""
+    entries = read_manifest(EXAMPLE_MANIFEST, data_root=data_root)
+    path = tmp_path_factory.mktemp("manifest") / "two_pairs.csv"
+    write_manifest([entry for entry in entries if entry.label in (SPIKE, STRUDEL)], path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+    """A weights file of a tiny, randomly initialised generator with the bundled model's metadata."""
+    import torch
+
+    from cryomaps.io.weights import save_network
+    from cryomaps.models.registry import build_generator
+
+    torch.manual_seed(0)
+    hyperparameters = {"preset": "small", "channels": [2, 4]}
+    metadata = {
+        "input": {"model": "molmap", "resolution": 2.0, "sampling": "point"},
+        "voxel_size": 1.0,
+        "normalisation": "percentile",
+    }
+    path = tmp_path_factory.mktemp("weights") / "tiny_generator.pt"
+    return save_network(path, "generator", build_generator(**hyperparameters), hyperparameters, metadata=metadata)
+
+
+def evaluate(*arguments: str) -> tuple[int, str]:
+    """``cryomaps evaluate ARGUMENTS``: exit status and what it printed on stdout."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = cli.main(["evaluate", *arguments])
+    return status, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report(manifest, tiny_generator, tmp_path_factory):
+    """All four methods on both pairs: (report folder, printed output)."""
+    out = tmp_path_factory.mktemp("report") / "new_folder"
+    status, printed = evaluate(
+        f"manifest={manifest}", f"out={out}", f"methods=[{','.join(METHODS)}]",
+        f"generator_ckpt={tiny_generator}", "tiling.overlap=0",
+    )
+    assert status == 0
+    return out, printed
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_metrics_csv_has_one_row_per_pair_and_method_with_every_metric(report):
+    out, _ = report
+    rows = read_csv(out / "metrics.csv")
+    assert [(row["pair"], row["method"]) for row in rows] == [(pair, m) for pair in (SPIKE, STRUDEL) for m in METHODS]
+    assert set(METRICS) <= set(rows[0]) and set(PUBLISHED_METRICS) <= set(METRICS)
+    for row in rows:
+        if row["status"] == "ok":
+            assert all(np.isfinite(float(row[metric])) for metric in METRICS)
+    assert not list(out.glob("*.part")) and not list(out.glob(".*"))
+
+
+def test_a_method_that_cannot_run_is_recorded_with_its_reason(report):
+    out, printed = report
+    rows = {(row["pair"], row["method"]): row for row in read_csv(out / "metrics.csv")}
+    skipped = rows[(STRUDEL, "molmap_reported")]
+    assert skipped["status"] == "skipped" and "no reported resolution" in skipped["reason"]
+    assert all(skipped[metric] == "" for metric in METRICS)
+    assert rows[(SPIKE, "molmap_reported")]["status"] == "ok"
+    assert sum(row["status"] == "ok" for row in rows.values()) == 7
+    assert "molmap_reported skipped" in printed
+
+
+def test_summary_is_the_mean_and_median_of_the_metrics_columns(report):
+    out, printed = report
+    rows, summary = read_csv(out / "metrics.csv"), read_csv(out / "summary.csv")
+    assert [(row["method"], row["metric"]) for row in summary] == [(m, metric) for m in METHODS for metric in METRICS]
+    for line in summary:
+        scored = [row for row in rows if row["method"] == line["method"] and row["status"] == "ok"]
+        values = [float(row[line["metric"]]) for row in scored]
+        assert int(line["n_pairs"]) == len(values) == (1 if line["method"] == "molmap_reported" else 2)
+        assert float(line["mean"]) == pytest.approx(np.mean(values), rel=1e-5, abs=1e-6)
+        assert float(line["median"]) == pytest.approx(np.median(values), rel=1e-5, abs=1e-6)
+    table = printed[printed.index("metric (mean / median)"):]
+    assert all(method in table.splitlines()[0] for method in METHODS)
+    assert all(f"\n{metric} " in table for metric in METRICS)
+
+
+def test_figures_are_readable_png_images(report):
+    from matplotlib.image import imread
+
+    out, _ = report
+    names = ["boxplots.png"] + [f"{kind}_{pair}.png" for kind in ("slices", "fsc") for pair in (SPIKE, STRUDEL)]
+    for name in names:
+        content = (out / name).read_bytes()
+        assert content.startswith(PNG_SIGNATURE), name
+        image = imread(out / name)
+        assert image.ndim == 3 and min(image.shape[:2]) > 100 and image.std() > 0, name
+
+
+def test_molmap_at_the_reported_resolution_fits_better_than_at_an_absurd_one(manifest, tmp_path):
+    out = tmp_path / "report"
+    status, _ = evaluate(f"manifest={manifest}", f"out={out}", "split=val", "methods=[molmap_reported,molmap_20A]")
+    assert status == 0
+    rows = {row["method"]: row for row in read_csv(out / "metrics.csv")}
+    assert {row["pair"] for row in rows.values()} == {SPIKE}
+    right, blurred = rows["molmap_reported"], rows["molmap_20A"]
+    for metric in ("pearson", "masked_corr"):
+        assert float(right[metric]) > float(blurred[metric]) + 0.1, metric
+    assert float(right["fsc_0.143_A"]) < float(blurred["fsc_0.143_A"]) - 2.0
+
+
+def test_an_unknown_method_is_a_one_line_error(manifest, tmp_path, capsys):
+    status, _ = evaluate(f"manifest={manifest}", f"out={tmp_path}", "methods=[peng,struc2map]")
+    error = capsys.readouterr().err
+    assert status == 2
+    assert error.count("\n") == 1 and "unknown method 'struc2map'" in error and "molmap_<d>A" in error
+    assert not list(tmp_path.iterdir())
+
+
+def test_single_pair_options_are_refused_in_report_mode(manifest, tmp_path, capsys):
+    status, _ = evaluate("--pred", str(tmp_path / "p.mrc"), f"manifest={manifest}", f"out={tmp_path}")
+    assert status == 2
+    assert "--pred" in capsys.readouterr().err
+
+
+def test_method_names_are_checked():
+    assert check_methods(["molmap_4.5A", "peng"]) == ("molmap_4.5A", "peng")
+    for bad in (["molmap_0A"], ["molmap_2"], ["peng", "peng"], []):
+        with pytest.raises(InputError):
+            check_methods(bad)
