@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from cryomaps.cli import main as cli_main
 from cryomaps.io import read_map, read_structure, sample_map
-
 
 def test_demo_writes_generated_and_simulated_maps_and_a_png(tmp_path):
     assert cli_main(["demo", "--out", str(tmp_path)]) == 0

@@ -132,8 +132,8 @@ def test_command_end_to_end(tmp_path, capsys):
     np.testing.assert_allclose(result.origin, pair.grid.origin)
     assert np.all(result.data[pair.mask.data < 0.5] == BACKGROUND_RESOLUTION)
 
-    assert main(["locres", str(paths["full"]), "-o", str(tmp_path / "single.mrc")]) == 2
-    assert "trained network" in capsys.readouterr().err
+    assert main(["locres", str(paths["full"]), "--mask", str(paths["mask"]), "-o", str(tmp_path / "single.mrc")]) == 2
+    assert "half-map mode" in capsys.readouterr().err
     shifted = DensityMap(pair.half2.data, pair.grid.voxel_size, pair.grid.origin + 1.0)
     write_map(tmp_path / "shifted.mrc", shifted)
     assert main(["locres", "--half1", str(paths["half1"]), "--half2", str(tmp_path / "shifted.mrc"),

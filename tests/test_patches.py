@@ -165,9 +165,9 @@ def test_data_configs_instantiate_the_datamodules(tmp_path):
 
 @pytest.mark.slow
 def test_synthetic_volume_provider_feeds_the_locres_datamodule():
-    from cryomaps.data.datamodules import synthetic_locres_volumes
+    from cryomaps.data.synthetic import synthetic_training_volumes
 
-    volumes = synthetic_locres_volumes(count=1, seed=0)
+    volumes = synthetic_training_volumes(count=1, seed=0)
     module = SingleMapPatchDataModule(volumes, volumes, samples_per_volume=4, queue_length=4, batch_size=2, val_samples_per_volume=2)
     module.setup("fit")
     batch = next(iter(module.train_dataloader()))

@@ -1,21 +1,30 @@
-"""``cryomaps locres``: local-resolution map from two half maps (classical local FSC).
+"""``cryomaps locres``: local-resolution map (Å) of a map.
 
-Half maps are the supported mode. The positional ``map`` argument is reserved for the single-map
-mode (trained network, with ``--mask-out``), which is not available yet.
+Two modes:
+
+- single map (``cryomaps locres MAP -o LOCRES --mask-out MASK``): a trained CryoRes network
+  (:mod:`cryomaps.inference.locres_network`; the bundled weights unless ``--ckpt``) predicts the
+  local resolution and the molecular mask; both are written on the input map's grid.
+- half maps (``--half1 H1 --half2 H2``): classical windowed local FSC
+  (:mod:`cryomaps.inference.locres_classical`).
+
+Outside the (given or predicted) mask the local resolution is ``--background`` (100 Å).
 """
 
 from __future__ import annotations
 
-HELP = "estimate a local-resolution map (Å) from two half maps by windowed FSC"
+HELP = "estimate a local-resolution map (Å): one map with a trained network, or two half maps by windowed FSC"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("map", nargs="?", help="single map (needs the trained network; not available yet)")
+    parser.add_argument("map", nargs="?", help="single map (.mrc/.map[.gz]) for the trained network")
     parser.add_argument("--half1", help="first half map (.mrc/.map[.gz])")
     parser.add_argument("--half2", help="second half map, on the same grid")
     parser.add_argument("--mask", help="mask on the same grid (values > 0.5 inside); estimates only inside")
     parser.add_argument("-o", "--output", required=True, help="output local-resolution map (Å)")
-    parser.add_argument("--mask-out", help="write the mask used (single-map mode; reserved)")
+    parser.add_argument("--mask-out", help="single-map mode: write the predicted molecular mask here")
+    parser.add_argument("--ckpt", help="single-map mode: CryoRes weights file or checkpoint (default: the bundled model)")
+    parser.add_argument("--batch-size", type=int, default=8, help="single-map mode: tiles per network call (8)")
     parser.add_argument("--window", type=float, default=25.0, help="window diameter at half weight, Å (25)")
     parser.add_argument("--step", type=float, default=None, help="distance between estimates, Å (window/4)")
     parser.add_argument("--soft-edge", type=float, default=5.0, help="raised-cosine window edge width, Å (5)")
@@ -30,19 +39,17 @@ def run(args) -> int:
 
     from cryomaps.errors import InputError
 
+    if args.map is not None and args.half1 is None and args.half2 is None:
+        return run_single_map(args)
     if args.half1 is None and args.half2 is None:
-        if args.map is not None:
-            raise InputError(
-                args.map,
-                "single-map local resolution needs the trained network, which is not available yet; "
-                "give two half maps with --half1 and --half2",
-            )
-        raise InputError(None, "give two half maps with --half1 and --half2")
+        raise InputError(None, "give one map, or two half maps with --half1 and --half2")
     if args.half1 is None or args.half2 is None:
         raise InputError(None, "both --half1 and --half2 are needed")
     if args.map is not None:
         raise InputError(args.map, "give either a single map or two half maps, not both")
 
+    if args.mask_out is not None or args.ckpt is not None:
+        raise InputError(None, "--mask-out and --ckpt belong to the single-map mode")
     from cryomaps.inference.locres_classical import local_resolution, mask_on_grid, summary_statistics
     from cryomaps.io import read_map, write_map
 
@@ -60,5 +67,33 @@ def run(args) -> int:
     print(
         f"{args.output}: local resolution {where}: median {stats['median']:.2f} Å, "
         f"min {stats['min']:.2f} Å, max {stats['max']:.2f} Å ({time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+def run_single_map(args) -> int:
+    """Single-map mode: the CryoRes network's local-resolution map and mask, on the input grid."""
+    from cryomaps.errors import InputError
+    from cryomaps.inference.locres_network import bundled_cryores_path, predict_local_resolution
+    from cryomaps.io import read_map, write_map
+    from cryomaps.io.weights import load_network
+
+    if args.mask is not None:
+        raise InputError(args.mask, "--mask is for the half-map mode; the single-map mode predicts its own mask")
+    weights = args.ckpt or bundled_cryores_path()
+    if args.ckpt is None and not weights.is_file():
+        raise InputError(weights, "the bundled trained network is missing; give a CryoRes weights file with --ckpt")
+    loaded = load_network(weights, "cryores")
+    result = predict_local_resolution(
+        read_map(args.map), loaded.network, loaded.metadata, batch_size=args.batch_size, device=args.device,
+        background=args.background,
+    )
+    write_map(args.output, result.locres, label="cryomaps locres: CryoRes network local resolution (A)")
+    if args.mask_out:
+        write_map(args.mask_out, result.mask, label="cryomaps locres: CryoRes network molecular mask")
+    inside = int(result.mask.data.sum())
+    print(
+        f"{args.output}: network local resolution inside the predicted mask ({inside} voxels): "
+        f"median {result.median:.2f} Å ({result.seconds:.1f} s)"
     )
     return 0

@@ -282,34 +282,3 @@ def _own_generator(seed: int) -> torch.Generator:
 def _augmentation_options(settings: Mapping) -> AugmentationOptions:
     """:class:`AugmentationOptions` from plain config values (lists become tuples)."""
     return AugmentationOptions(**{key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()})
-
-
-def synthetic_locres_volumes(
-    count: int = 4, seed: int = 0, voxel_size: float = 1.0, resolution_range: Sequence[float] = (2.5, 8.0)
-) -> list[dict]:
-    """A :data:`VolumeSource` of synthetic maps with known local resolution (:mod:`cryomaps.data.synthetic`).
-
-    Each volume is a helix bundle rendered with a radial local-resolution pattern whose centre
-    and edge resolutions (Å) are drawn uniformly from ``resolution_range`` (centre ≤ edge).
-
-    Returns:
-        ``count`` dicts with ``"map"`` (average of the two half maps), ``"locres"`` (Å),
-        ``"mask"``, ``"voxel_size"`` and ``"origin"``.
-    """
-    from cryomaps.data.synthetic import helix_bundle, radial_resolution, synthesize_half_maps
-
-    rng = np.random.default_rng(seed)
-    structure = helix_bundle()
-    volumes = []
-    for index in range(count):
-        centre, edge = np.sort(rng.uniform(*resolution_range, size=2))
-        atom_resolution = radial_resolution(structure.coords, centre, edge)
-        result = synthesize_half_maps(structure, atom_resolution, voxel_size=voxel_size, seed=seed + index)
-        volumes.append({
-            "map": result.full.data,
-            "locres": result.true_locres.data,
-            "mask": result.mask.data,
-            "voxel_size": result.grid.voxel_size,
-            "origin": result.grid.origin,
-        })
-    return volumes

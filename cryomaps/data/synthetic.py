@@ -45,7 +45,8 @@ import functools
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -416,3 +417,119 @@ def write_synthetic(result: SyntheticHalfMaps, folder: str | os.PathLike, prefix
     os.replace(temporary, metadata_path)
     paths["metadata"] = metadata_path
     return paths
+
+
+# ---- varied synthetic training data for the single-map local-resolution network
+
+RESOLUTION_FIELDS = ("radial", "two_region")
+GENERATED_STRUCTURES = ("helix_bundle", "example_peptide")
+
+
+def synthetic_structure(name: str, rng: np.random.Generator) -> Structure:
+    """A randomly rotated model: ``helix_bundle`` (random size), ``example_peptide``, or a model file
+    (a path, or a file name in the shared data's ``structures`` folder)."""
+    from scipy.spatial.transform import Rotation
+
+    structure = _unrotated_structure(name, rng)
+    rotation = Rotation.random(random_state=rng).as_matrix()
+    centred = structure.coords - structure.coords.mean(axis=0)
+    return replace(structure, coords=centred @ rotation.T)
+
+
+def _unrotated_structure(name: str, rng: np.random.Generator) -> Structure:
+    from cryomaps.io import read_structure
+
+    if name == "helix_bundle":
+        return helix_bundle(n_x=int(rng.integers(2, 7)), n_y=int(rng.integers(1, 4)), n_residues=int(rng.integers(15, 41)))
+    if name == "example_peptide":
+        import tempfile
+
+        from cryomaps.io.example import write_example_peptide
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "example_peptide.pdb"
+            write_example_peptide(path)
+            return read_structure(path)
+    return read_structure(_structure_path(name), remove_waters=True, remove_hydrogens=True)
+
+
+def _structure_path(name: str) -> Path:
+    """``name`` itself when it is a file, else the file of that name in the shared data's structures."""
+    from cryomaps.data_root import ENV_VAR, find_data_root
+    from cryomaps.errors import InputError
+
+    if Path(name).is_file():
+        return Path(name)
+    root = find_data_root()
+    if root is None or not (root / "structures" / name).is_file():
+        raise InputError(name, f"no such model file (nor in the shared data's structures folder; set {ENV_VAR})")
+    return root / "structures" / name
+
+
+def resolution_field(coords: np.ndarray, field: str, resolution_range: Sequence[float], rng: np.random.Generator) -> np.ndarray:
+    """Target resolution per atom (N,) Å: ``radial`` (centre finer than edge) or ``two_region``
+    (two halves along a random axis), levels drawn uniformly from ``resolution_range``."""
+
+    finer, coarser = np.sort(rng.uniform(*resolution_range, size=2))
+    if field == "radial":
+        return radial_resolution(coords, finer, coarser)
+    if field == "two_region":
+        fine, coarse = (finer, coarser) if rng.random() < 0.5 else (coarser, finer)
+        return two_region_resolution(coords, fine, coarse, axis=int(rng.integers(0, 3)))
+    raise ValueError(f"unknown resolution field {field!r}; choose one of {RESOLUTION_FIELDS}")
+
+
+def synthetic_example(
+    structure_name: str,
+    seed: int,
+    voxel_size: float = 1.0,
+    resolution_range: Sequence[float] = (2.5, 8.0),
+    fields: Sequence[str] = RESOLUTION_FIELDS,
+    finest_b_factor_range: Sequence[float] = (40.0, 160.0),
+):
+    """Half maps with a known local-resolution field (:class:`cryomaps.data.synthetic.SyntheticHalfMaps`).
+
+    From ``seed``: the rotation (and size, for helix bundles) of the structure, the resolution
+    field and its levels (Å), and the noise level through ``finest_b_factor`` (Å², drawn from
+    ``finest_b_factor_range``; larger means less noise).
+    """
+
+    rng = np.random.default_rng(seed)
+    structure = synthetic_structure(structure_name, rng)
+    field = fields[int(rng.integers(0, len(fields)))]
+    targets = resolution_field(structure.coords, field, resolution_range, rng)
+    finest_b_factor = float(rng.uniform(*finest_b_factor_range))
+    result = synthesize_half_maps(structure, targets, voxel_size=voxel_size, finest_b_factor=finest_b_factor, seed=seed)
+    result.metadata.update({"structure": structure_name, "field": field, "finest_b_factor": finest_b_factor})
+    return result
+
+
+def synthetic_training_volumes(
+    count: int,
+    seed: int,
+    structures: Sequence[str] = GENERATED_STRUCTURES,
+    resolution_range: Sequence[float] = (2.5, 8.0),
+    fields: Sequence[str] = RESOLUTION_FIELDS,
+    finest_b_factor_range: Sequence[float] = (40.0, 160.0),
+    preparation: Mapping | None = None,
+) -> list[dict]:
+    """A volume provider for :class:`cryomaps.data.datamodules.SingleMapPatchDataModule`.
+
+    ``count`` synthetic examples (:func:`synthetic_example`, seeds ``seed``, ``seed + 1``, …,
+    structures taken in turn from ``structures``), rendered at the network's voxel size, each
+    passed through :func:`prepare_training_volume` with ``preparation`` (the network metadata, see
+    :meth:`InputPreparation.from_metadata`; defaults when None).
+    """
+    from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
+
+    settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
+    volumes = []
+    for index in range(count):
+        result = synthetic_example(
+            structures[index % len(structures)], seed + index, settings.voxel_size, resolution_range, fields,
+            finest_b_factor_range,
+        )
+        volume = {"map": result.full.data, "locres": result.true_locres.data, "mask": result.mask.data,
+                  "voxel_size": result.grid.voxel_size, "origin": result.grid.origin}
+        volumes.append(prepare_training_volume(volume, settings))
+    return volumes

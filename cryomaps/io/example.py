@@ -36,7 +36,8 @@ def ideal_helix_backbone(n_residues: int) -> list[dict[str, np.ndarray]]:
     ca = np.array([_BOND["N-CA"], 0.0, 0.0])
     angle = np.radians(_ANGLE["N-CA-C"])
     c = ca + _BOND["CA-C"] * np.array([-np.cos(angle), np.sin(angle), 0.0])
-    residues = []
+    residues: list[dict[str, np.ndarray]] = []
+    prev: dict[str, np.ndarray] = {}
     for index in range(n_residues):
         if index > 0:
             n = _place(prev["N"], prev["CA"], prev["C"], _BOND["C-N"], _ANGLE["CA-C-N"], _HELIX_PSI)

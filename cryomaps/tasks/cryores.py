@@ -1,8 +1,9 @@
 """CryoRes training (Dai et al. 2023 method): local resolution and molecular mask from one map.
 
-Batches are dicts of (B, 1, X, Y, Z) tensors: ``map`` (z-scored density), ``locres`` (true local
-resolution, Å; any value outside the mask) and ``mask`` (1 inside the molecule). The labels of the
-three heads follow from them:
+Batches are dicts of (B, 1, X, Y, Z) tensors: ``map`` (density prepared as at inference by
+:func:`cryomaps.inference.locres_network.prepare_map`: resampled, cropped, z-scored), ``locres``
+(true local resolution, Å; any value outside the mask) and ``mask`` (1 inside the molecule). The
+labels of the three heads follow from them:
 
 - global resolution of a sample = median of ``locres`` inside its mask (the published labels used
   the deposited global resolution, which is that median for a map whose local resolution is known);
@@ -33,7 +34,10 @@ class CryoResTask(L.LightningModule):
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
         frozen_prefixes: parameter-name prefixes kept frozen (fine-tuning).
-        metadata: how inputs are prepared (voxel size, normalisation); stored with the weights.
+        metadata: how inputs are prepared (keys of
+            :class:`cryomaps.inference.locres_network.InputPreparation`: voxel size in Å, crop and
+            z-score settings, tile size); completed with a readable normalisation and the background
+            resolution, and stored with the weights. Defaults when None.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class CryoResTask(L.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        self.hparams["metadata"] = network_metadata(metadata)
         self.cryores = build_cryores(**cryores)
         from cryomaps.tasks.struc2map import freeze_parameters
 
@@ -100,6 +105,14 @@ class CryoResTask(L.LightningModule):
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.AdamW(trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+
+
+def network_metadata(metadata: dict | None) -> dict:
+    """Complete plain-Python input-preparation metadata from the configured settings (None: defaults)."""
+    from cryomaps.inference.locres_network import InputPreparation
+
+    preparation = InputPreparation() if metadata is None else InputPreparation.from_metadata(metadata)
+    return preparation.to_metadata()
 
 
 def global_labels(locres: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,268 @@
+"""Single-map local resolution with a trained CryoRes network (Dai et al. 2023 method).
+
+**Input preparation** (:func:`prepare_map`), the same for training volumes and for ``cryomaps locres``:
+
+1. resample the map trilinearly to the network's isotropic voxel size (``voxel_size`` Å, 1 Å by
+   default) over the same box (:func:`cryomaps.io.resample_map`);
+2. crop to the bounding box of the voxels above mean + ``threshold_sigmas``·SD (3, as published),
+   widened by ``crop_margin`` Å on every side (kept within the box) so that weak, low-resolution
+   density next to the strong core and some solvent stay in view;
+3. z-score with the mean and SD of that crop (box-size independent, unlike statistics over the
+   whole box, whose solvent fraction varies from map to map);
+4. zero-pad (0 = the crop's mean) at the high end of each axis to a multiple of the network's stride.
+
+The settings travel with the weights as plain metadata (:meth:`InputPreparation.to_metadata`),
+together with ``tile_size``, the edge of the training patches.
+
+**Prediction** (:func:`predict_local_resolution`). The network was trained on ``tile_size``³
+patches whose global-resolution label is the median local resolution inside the patch's mask, so
+its global head answers "the typical resolution of this patch" and global + relative is a complete
+local-resolution estimate for that patch. The prepared map is therefore always cut into tiles of
+the training size (:func:`cryomaps.inference.tiling.predict_tiled`, blended overlap); each tile's
+global + relative resolution is blended, which gives the global resolution of the map per region
+without a separate whole-map pass. The reported global resolution is the median of the local
+resolution inside the predicted mask. The mask probability is blended in a second tiling pass that
+replays the first pass's mask-head outputs (the tiler blends one channel). Both are resampled back onto the input map's grid; outside the
+mask the local resolution is ``DEFAULT_BACKGROUND_RESOLUTION`` (100 Å, as the classical mode).
+
+Training volumes (:func:`cryomaps.data.synthetic.synthetic_training_volumes`) pass through the
+same preparation (:func:`prepare_training_volume`).
+
+All arrays are indexed (x, y, z); lengths in Å.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cryomaps.io import DensityMap, Grid, resample_map
+from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
+
+BUNDLED_CRYORES = "cryores_small.pt"
+
+
+def bundled_cryores_path() -> Path:
+    """Path of the CryoRes weights shipped in the package (trained by scripts/train_bundled_cryores.py)."""
+    return Path(str(files("cryomaps") / "weights" / BUNDLED_CRYORES))
+
+
+@dataclass(frozen=True)
+class InputPreparation:
+    """How a single map becomes network input (module docstring).
+
+    Attributes:
+        voxel_size: isotropic voxel size (Å) the network expects.
+        threshold_sigmas: voxels above mean + this many SDs define the crop box.
+        crop_margin: Å added around that box on every side.
+        tile_size: edge (voxels) of the training patches, used as the inference tile.
+    """
+
+    voxel_size: float = 1.0
+    threshold_sigmas: float = 3.0
+    crop_margin: float = 8.0
+    tile_size: int = 32
+
+    NORMALISATION = "z-score inside the bounding box of voxels above mean + threshold_sigmas SD, widened by crop_margin"
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping) -> "InputPreparation":
+        """Settings from a weights file's metadata (keys of :meth:`to_metadata`)."""
+        names = ("voxel_size", "threshold_sigmas", "crop_margin", "tile_size")
+        missing = [name for name in names if name not in metadata]
+        if missing:
+            from cryomaps.errors import InputError
+
+            raise InputError(None, f"network metadata lacks {', '.join(missing)}: not a cryomaps CryoRes weights file?")
+        return cls(**{name: metadata[name] for name in names})
+
+    def to_metadata(self) -> dict:
+        """Plain-Python metadata stored with the weights: the settings, a readable ``normalisation``
+        and the ``background_resolution`` (Å) written outside the mask."""
+        return {**asdict(self), "normalisation": self.NORMALISATION, "background_resolution": DEFAULT_BACKGROUND_RESOLUTION}
+
+
+@dataclass
+class PreparedInput:
+    """A map prepared for the network.
+
+    Attributes:
+        volume: (X, Y, Z) float32 z-scored density, X, Y, Z multiples of the stride.
+        grid: where ``volume`` lies (isotropic voxel size of the network, origin of the crop).
+    """
+
+    volume: np.ndarray
+    grid: Grid
+
+
+def prepare_map(density_map: DensityMap, preparation: InputPreparation, stride: int = 1) -> PreparedInput:
+    """Resample, crop, z-score and pad ``density_map`` for the network (module docstring, steps 1–4)."""
+    resampled = resample_map(density_map, resampling_grid(density_map.grid, preparation.voxel_size))
+    margin = int(math.ceil(preparation.crop_margin / preparation.voxel_size))
+    box = threshold_box(resampled.data, preparation.threshold_sigmas, margin)
+    crop = resampled.data[box]
+    scaled = (crop - crop.mean()) / max(float(crop.std()), 1e-12)
+    padding = [(0, -length % stride) for length in crop.shape]
+    volume = np.pad(scaled, padding).astype(np.float32)
+    start = np.array([axis.start for axis in box])
+    origin = resampled.grid.index_to_world(start[None])[0]
+    return PreparedInput(volume, Grid(volume.shape, preparation.voxel_size, origin))
+
+
+def resampling_grid(grid: Grid, voxel_size: float) -> Grid:
+    """A grid of isotropic ``voxel_size`` (Å) with ``grid``'s origin, covering its box."""
+    span = (np.asarray(grid.shape) - 1) * grid.voxel_size
+    shape = tuple(int(math.floor(length / voxel_size + 1e-6)) + 1 for length in span)
+    return Grid(shape, voxel_size, grid.origin)
+
+
+def threshold_box(data: np.ndarray, sigmas: float, margin: int) -> tuple[slice, slice, slice]:
+    """Slices of the bounding box of voxels above mean + ``sigmas``·SD, widened by ``margin`` voxels.
+
+    The whole box when no voxel exceeds the threshold.
+    """
+    above = np.argwhere(data > data.mean() + sigmas * data.std())
+    if len(above) == 0:
+        return tuple(slice(0, n) for n in data.shape)
+    low = np.maximum(above.min(axis=0) - margin, 0)
+    high = np.minimum(above.max(axis=0) + margin + 1, data.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
+def nearest_on_grid(density_map: DensityMap, grid: Grid, fill_value: float) -> np.ndarray:
+    """Values of ``density_map`` at the voxel nearest to each voxel centre of ``grid`` (X, Y, Z) float32;
+    ``fill_value`` where that voxel lies outside the map (labels: masks and local resolution)."""
+    index = np.rint(density_map.grid.world_to_index(grid.voxel_centres())).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.asarray(density_map.data.shape)), axis=1)
+    values = np.full(len(index), fill_value, dtype=np.float32)
+    values[inside] = density_map.data[tuple(index[inside].T)]
+    return values.reshape(grid.shape)
+
+
+def prepare_training_volume(volume: Mapping, preparation: InputPreparation) -> dict:
+    """A :data:`cryomaps.data.datamodules.VolumeSource` entry with its ``map`` prepared as at inference.
+
+    ``volume`` holds ``map``, ``locres`` (Å) and ``mask`` arrays (x, y, z) with ``voxel_size`` and
+    ``origin``. The labels are carried to the prepared grid by nearest voxel (outside the map:
+    mask 0, local resolution 100 Å). Padding to the stride (step 4) is left to the patch sampler,
+    which pads every volume itself; it adds only zeros.
+    """
+    def as_map(key: str) -> DensityMap:
+        return DensityMap(volume[key], np.broadcast_to(volume["voxel_size"], (3,)), volume["origin"])
+
+    prepared = prepare_map(as_map("map"), preparation)
+    return {
+        "map": prepared.volume,
+        "locres": nearest_on_grid(as_map("locres"), prepared.grid, DEFAULT_BACKGROUND_RESOLUTION),
+        "mask": nearest_on_grid(as_map("mask"), prepared.grid, 0.0),
+        "voxel_size": prepared.grid.voxel_size,
+        "origin": prepared.grid.origin,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction
+
+
+@dataclass
+class NetworkLocalResolution:
+    """Result of :func:`predict_local_resolution`, on the input map's grid.
+
+    Attributes:
+        locres: local resolution (Å) inside the mask, ``background`` outside.
+        mask: predicted molecular mask (1 inside, 0 outside).
+        estimate: global + relative resolution (Å) at every voxel, before masking (for scoring
+            against a known mask).
+        median: median local resolution (Å) inside the mask (NaN when the mask is empty).
+        seconds: wall time of the prediction.
+    """
+
+    locres: DensityMap
+    mask: DensityMap
+    estimate: DensityMap
+    median: float
+    seconds: float
+
+
+def predict_local_resolution(
+    density_map: DensityMap,
+    network: torch.nn.Module,
+    metadata: Mapping,
+    *,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    background: float = DEFAULT_BACKGROUND_RESOLUTION,
+) -> NetworkLocalResolution:
+    """Local-resolution map and molecular mask of one map with a trained CryoRes network.
+
+    Args:
+        density_map: the map (any voxel size; data indexed (x, y, z)).
+        network: a :class:`cryomaps.models.CryoResNet` in eval mode.
+        metadata: its weights file's metadata (:meth:`InputPreparation.to_metadata`).
+        overlap: voxels shared by neighbouring tiles (default: a quarter of a tile).
+        batch_size: tiles per network call.
+        device: torch device (default: CUDA when available, else CPU).
+        background: value (Å) written outside the predicted mask.
+    """
+    started = time.perf_counter()
+    preparation = InputPreparation.from_metadata(metadata)
+    prepared = prepare_map(density_map, preparation, network.stride)
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    network = network.to(device)
+    local, probability = _tiled_heads(network, torch.from_numpy(prepared.volume), preparation.tile_size, overlap, batch_size, device)
+    target = density_map.grid
+    inside = resample_map(DensityMap.from_grid(probability, prepared.grid), target).data > 0.5
+    local_on_target = resample_map(DensityMap.from_grid(local, prepared.grid), target, fill_value=background).data
+    locres = np.where(inside, local_on_target, np.float32(background)).astype(np.float32)
+    median = float(np.median(locres[inside])) if inside.any() else float("nan")
+    return NetworkLocalResolution(
+        locres=DensityMap.from_grid(locres, target),
+        mask=DensityMap.from_grid(inside.astype(np.float32), target),
+        estimate=DensityMap.from_grid(local_on_target, target),
+        median=median,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _tiled_heads(network, volume: torch.Tensor, tile_size: int, overlap: int | None, batch_size: int, device):
+    """Blended (X, Y, Z) maps of global + relative resolution (Å, every voxel) and mask probability.
+
+    :func:`cryomaps.inference.tiling.predict_tiled` blends one output channel, so it runs twice over
+    the same tiles in the same order: the first pass runs the network, blends global + relative and
+    keeps each batch's mask probabilities; the second pass replays them (no second network pass).
+    """
+    from cryomaps.inference.tiling import predict_tiled
+
+    overlap = tile_size // 4 if overlap is None else overlap
+    if tile_size % network.stride:
+        raise ValueError(f"tile size {tile_size} is not a multiple of the network stride {network.stride}")
+    kept_probabilities: list[torch.Tensor] = []
+
+    def local_resolution(tiles: torch.Tensor) -> torch.Tensor:
+        output = network(tiles)
+        kept_probabilities.append(torch.sigmoid(output.mask_logits))
+        return output.global_resolution.view(-1, 1, 1, 1, 1) + output.relative_resolution
+
+    def replayed_mask_probability(tiles: torch.Tensor) -> torch.Tensor:
+        probability = kept_probabilities.pop(0)
+        if probability.shape != tiles.shape:
+            raise RuntimeError("tiling order changed between the two passes")
+        return probability
+
+    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "device": device,
+                "empty_threshold": -math.inf, "mixed_precision": False}
+    local = predict_tiled(volume, local_resolution, **settings)
+    probability = predict_tiled(volume, replayed_mask_probability, **settings)
+    return local.numpy(), probability.numpy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic training and evaluation volumes

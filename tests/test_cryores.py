@@ -1,0 +1,164 @@
+"""CryoRes single-map local resolution: input preparation, training from the CLI, weights, `cryomaps locres MAP`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cryomaps.cli import main as cli_main
+from cryomaps.data.synthetic import helix_bundle, two_region_resolution, synthesize_half_maps
+from cryomaps.inference.locres_network import (
+    InputPreparation,
+    bundled_cryores_path,
+    prepare_map,
+    prepare_training_volume,
+    threshold_box,
+)
+from cryomaps.io import DensityMap, Grid, read_map, sample_map, write_map
+from cryomaps.io.weights import load_network
+from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
+
+TINY = [
+    "task=cryores", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
+    "data.patch_size=16", "data.batch_size=2", "data.samples_per_volume=2", "data.queue_length=8",
+    "data.val_samples_per_volume=2", "data.train_volumes.count=2", "data.val_volumes.count=1",
+    "trainer.accelerator=cpu", "trainer.enable_progress_bar=false",
+]
+
+
+def blob_map(voxel_size: float, shape=(40, 36, 30), origin=(-5.0, 3.0, 7.0)) -> DensityMap:
+    """A smooth Gaussian blob (σ 3 Å) at world (8, 14, 16) Å on a grid of ``voxel_size`` Å, plus an offset of 2."""
+    grid = Grid(shape, voxel_size, origin)
+    distance2 = ((grid.voxel_centres() - np.array([8.0, 14.0, 16.0])) ** 2).sum(axis=1)
+    return DensityMap.from_grid((2.0 + np.exp(-distance2 / 18.0)).reshape(shape).astype(np.float32), grid)
+
+
+def test_prepare_map_resamples_crops_normalises_and_pads():
+    density = blob_map(0.7)
+    preparation = InputPreparation(voxel_size=1.0, threshold_sigmas=3.0, crop_margin=4.0, tile_size=16)
+    prepared = prepare_map(density, preparation, stride=4)
+
+    assert all(n % 4 == 0 for n in prepared.volume.shape)
+    np.testing.assert_allclose(prepared.grid.voxel_size, 1.0)
+    assert np.all(prepared.grid.origin >= density.origin - 1e-4)
+    # The crop holds the blob and its margin, far smaller than the 28 x 25 x 21 Å box.
+    peak = prepared.grid.index_to_world(np.argwhere(prepared.volume == prepared.volume.max()))[0]
+    np.testing.assert_allclose(peak, [8.0, 14.0, 16.0], atol=1.0)
+    assert max(prepared.volume.shape) <= 20
+    # z-scored inside the crop (the padding is zeros at the high end).
+    unpadded = prepared.volume[tuple(slice(0, n) for n in _unpadded_shape(prepared.volume))]
+    assert abs(unpadded.mean()) < 1e-4 and abs(unpadded.std() - 1.0) < 1e-4
+    # Same geometry: inside the crop the prepared values are the original map's, rescaled.
+    crop = Grid(unpadded.shape, prepared.grid.voxel_size, prepared.grid.origin)
+    original = sample_map(density, crop.voxel_centres())
+    assert np.corrcoef(original, unpadded.reshape(-1))[0, 1] > 0.9999
+
+
+def _unpadded_shape(volume: np.ndarray) -> tuple[int, ...]:
+    """Shape of ``volume`` without its trailing all-zero planes."""
+    shape = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nonzero = np.flatnonzero(np.abs(volume).max(axis=other) > 0)
+        shape.append(int(nonzero[-1]) + 1)
+    return tuple(shape)
+
+
+def test_threshold_box_is_the_whole_map_when_nothing_stands_out():
+    flat = np.ones((5, 6, 7), dtype=np.float32)
+    assert threshold_box(flat, 3.0, 2) == (slice(0, 5), slice(0, 6), slice(0, 7))
+
+
+def test_training_volumes_are_prepared_like_inference_inputs():
+    bundle = helix_bundle(n_x=2, n_y=1, n_residues=12)
+    pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords), voxel_size=1.25, seed=3)
+    volume = {"map": pair.full.data, "locres": pair.true_locres.data, "mask": pair.mask.data,
+              "voxel_size": pair.grid.voxel_size, "origin": pair.grid.origin}
+    preparation = InputPreparation()
+    prepared = prepare_training_volume(volume, preparation)
+    inference = prepare_map(pair.full, preparation)
+
+    np.testing.assert_array_equal(prepared["map"], inference.volume)
+    np.testing.assert_allclose(prepared["origin"], inference.grid.origin)
+    assert prepared["locres"].shape == prepared["mask"].shape == prepared["map"].shape
+    inside = prepared["mask"] > 0.5
+    assert inside.any() and set(np.unique(prepared["mask"])) <= {0.0, 1.0}
+    assert np.all(prepared["locres"][~inside] == DEFAULT_BACKGROUND_RESOLUTION)
+    assert prepared["locres"][inside].max() < 30.0
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("cryores") / "run"
+    assert cli_main(["train", f"run_dir={run_dir}", *TINY]) == 0
+    return run_dir
+
+
+def test_tiny_training_writes_weights_only_checkpoints_with_input_metadata(tiny_run):
+    checkpoint = torch.load(tiny_run / "checkpoints" / "last.ckpt", weights_only=True)
+    metadata = checkpoint["hyper_parameters"]["metadata"]
+    assert metadata["voxel_size"] == 1.0 and metadata["tile_size"] == 16
+    assert "z-score" in metadata["normalisation"]
+    assert (tiny_run / "logs" / "version_0" / "metrics.csv").is_file()
+
+    loaded = load_network(tiny_run / "cryores.pt", "cryores")
+    assert loaded.metadata == metadata
+    assert torch.load(tiny_run / "cryores.pt", weights_only=True)["kind"] == "cryores"
+    from_checkpoint = load_network(tiny_run / "checkpoints" / "last.ckpt", "cryores")
+    for name, tensor in loaded.network.state_dict().items():
+        torch.testing.assert_close(from_checkpoint.network.state_dict()[name], tensor)
+
+
+def synthetic_map_file(folder: Path, voxel_size: float) -> tuple[Path, DensityMap]:
+    bundle = helix_bundle(n_x=3, n_y=2, n_residues=14)
+    pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords), voxel_size=voxel_size, seed=5)
+    return write_map(folder / "map.mrc", pair.full), pair.full
+
+
+def run_single_map(tmp_path: Path, ckpt: Path | None, capsys) -> tuple[DensityMap, DensityMap, DensityMap, str]:
+    map_path, density = synthetic_map_file(tmp_path, voxel_size=1.3)
+    output, mask_out = tmp_path / "locres.mrc", tmp_path / "mask.mrc"
+    arguments = ["locres", str(map_path), "-o", str(output), "--mask-out", str(mask_out), "--device", "cpu"]
+    assert cli_main(arguments + ([] if ckpt is None else ["--ckpt", str(ckpt)])) == 0
+    return read_map(output), read_map(mask_out), density, capsys.readouterr().out.strip()
+
+
+def check_on_input_grid(locres: DensityMap, mask: DensityMap, density: DensityMap) -> None:
+    for written in (locres, mask):
+        assert written.data.shape == density.data.shape
+        np.testing.assert_allclose(written.voxel_size, density.voxel_size)
+        np.testing.assert_allclose(written.origin, density.origin)
+    assert set(np.unique(mask.data)) <= {0.0, 1.0}
+    assert np.all(locres.data[mask.data < 0.5] == DEFAULT_BACKGROUND_RESOLUTION)
+    assert np.all(locres.data[mask.data > 0.5] < DEFAULT_BACKGROUND_RESOLUTION)
+
+
+def test_single_map_locres_with_a_trained_checkpoint(tmp_path, tiny_run, capsys):
+    locres, mask, density, line = run_single_map(tmp_path, tiny_run / "cryores.pt", capsys)
+    check_on_input_grid(locres, mask, density)
+    assert "median" in line and line.endswith("s)")
+
+
+def test_single_map_locres_with_the_bundled_network(tmp_path, capsys):
+    if not bundled_cryores_path().is_file():
+        pytest.skip("bundled CryoRes weights not trained yet (scripts/train_bundled_cryores.py)")
+    started = time.perf_counter()
+    locres, mask, density, line = run_single_map(tmp_path, None, capsys)
+    check_on_input_grid(locres, mask, density)
+    assert mask.data.mean() > 0.05  # the helix bundle is found
+    inside = locres.data[mask.data > 0.5]
+    assert 2.0 < np.median(inside) < 10.0
+    assert f"median {np.median(inside):.2f}" in line
+    assert time.perf_counter() - started < 60
+
+
+def test_single_map_options_are_refused_with_half_maps(tmp_path, capsys):
+    map_path, _ = synthetic_map_file(tmp_path, voxel_size=1.0)
+    status = cli_main(["locres", "--half1", str(map_path), "--half2", str(map_path), "-o", str(tmp_path / "x.mrc"),
+                       "--mask-out", str(tmp_path / "m.mrc")])
+    assert status == 2
+    assert "single-map mode" in capsys.readouterr().err
