@@ -4,10 +4,21 @@ Renders the shared structures (``<data root>/structures``, listed in its ``info.
 Peng potential, point-sampled, at 1 Å on a box = bounding box + 10 Å, with:
 
 - ``cryomaps forward``: :func:`cryomaps.render.render_density` on CPU tensors (torch backend);
-- ``cryomaps fwd+bwd``: the same plus ``backward()`` to coordinates, B-factors and occupancies;
+- ``cryomaps fwd+bwd``: the same plus ``backward()`` of the map's sum to coordinates, B-factors
+  and occupancies;
 - ``gemmi forward``: ``gemmi.DensityCalculatorE`` with the same c4322 coefficients and B-factors,
   no blur, cutoff 1e-5, on a P1 cell with exactly the same grid points;
 - on a CUDA machine, also the Triton backend (``triton forward``, ``triton fwd+bwd``).
+
+What the comparison does (also written to the JSON as ``settings.comparison``): both programs
+evaluate the same potential (ITC 4.3.2.2 / Peng coefficients, each atom's B, no blur) at the same
+voxel centres, in float32, and cut each atom at the same radius: where its density at occupancy 1
+falls below 1e-5. gemmi then evaluates the voxels inside the *sphere* of that radius, cryomaps those
+inside the *cube* of that half-width (about 1.9x as many voxels, slightly more accurate). Times
+include everything each program does per render (cryomaps: input checks, radii, grid allocation;
+gemmi: zeroing its grid). Both run on one thread (the CPU renderer's choice, measured in
+:mod:`cryomaps.render.gaussian_torch`); each case records the 1-minute load average at its start,
+since timings on a shared machine depend on the load.
 
 Each case runs in its own subprocess (one warm-up, then ``--repeats`` timed runs; median reported).
 Memory: on CPU, the peak resident set size of that subprocess (``ru_maxrss``), which includes the
@@ -34,6 +45,13 @@ VOXEL_SIZE = 1.0
 PADDING = 10.0
 CPU_CASES = ("gemmi forward", "cryomaps forward", "cryomaps fwd+bwd")
 CUDA_CASES = ("triton forward", "triton fwd+bwd")
+COMPARISON = (
+    "same Peng/c4322 potential, per-atom B, no blur, float32, point-sampled at the same voxel centres; "
+    "each atom cut at the radius where its density (occupancy 1) falls below 1e-5: gemmi evaluates the "
+    "voxels inside the sphere of that radius, cryomaps those inside the cube of that half-width "
+    "(about 1.9x as many voxels); both on one CPU thread; times include input checks, cutoff radii and "
+    "grid allocation"
+)
 
 
 def parse_args(argv=None):
@@ -106,6 +124,8 @@ def run_worker(spec: dict) -> dict:
 
     from cryomaps.io import Grid, read_structure
 
+    load_at_start = os.getloadavg()[0]
+
     path = Path(spec["path"])
     structure = read_structure(path)
     grid = Grid.around(structure.coords, voxel_size=VOXEL_SIZE, padding=PADDING)
@@ -132,7 +152,9 @@ def run_worker(spec: dict) -> dict:
         "voxels": grid.n_voxels,
         "times_s": times,
         "median_s": statistics.median(times),
+        "threads": 1 if device == "cpu" else None,  # gemmi and the CPU renderer run on one thread
         "torch_threads": torch.get_num_threads(),
+        "load_average_at_start": load_at_start,
     }
     if device == "cuda":
         result["peak_memory_mib"] = torch.cuda.max_memory_allocated() / 2**20
@@ -169,23 +191,31 @@ def structure_paths(names) -> list[Path]:
 
 
 def print_table(results: list[dict]) -> None:
-    gemmi_times = {r["structure"]: r["median_s"] for r in results if r.get("case") == "gemmi forward" and "median_s" in r}
-    header = f"{'structure':32} {'case':18} {'atoms':>8} {'voxels':>11} {'median s':>9} {'atoms/s':>11} {'peak MiB':>9} {'added MiB':>9} {'vs gemmi':>8}"
+    medians = {(r["structure"], r["case"]): r["median_s"] for r in results if "median_s" in r}
+    header = (
+        f"{'structure':32} {'case':17} {'atoms':>7} {'voxels':>10} {'median s':>9} {'atoms/s':>10} "
+        f"{'peak MiB':>8} {'added MiB':>9} {'vs gemmi':>8} {'bwd/fwd':>7} {'threads':>7} {'load':>5}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
         if "error" in r:
-            print(f"{r['structure']:32} {r['case']:18} failed: {r['error']}")
+            print(f"{r['structure']:32} {r['case']:17} failed: {r['error']}")
             continue
-        ratio = gemmi_times.get(r["structure"])
-        ratio_text = f"{ratio / r['median_s']:.2f}x" if ratio else "-"
+        gemmi_time = medians.get((r["structure"], "gemmi forward"))
+        ratio_text = f"{gemmi_time / r['median_s']:.2f}x" if gemmi_time else "-"
+        forward_time = medians.get((r["structure"], r["case"].replace("fwd+bwd", "forward")))
+        backward_text = f"{r['median_s'] / forward_time:.2f}" if r["case"].endswith("fwd+bwd") and forward_time else "-"
         added = r.get("added_memory_mib")
         print(
-            f"{r['structure']:32} {r['case']:18} {r['atoms']:8d} {r['voxels']:11d} {r['median_s']:9.3f} "
-            f"{r['atoms'] / r['median_s']:11.0f} {r['peak_memory_mib']:9.0f} "
-            f"{'-' if added is None else f'{added:.0f}':>9} {ratio_text:>8}"
+            f"{r['structure']:32} {r['case']:17} {r['atoms']:7d} {r['voxels']:10d} {r['median_s']:9.4f} "
+            f"{r['atoms'] / r['median_s']:10.0f} {r['peak_memory_mib']:8.0f} "
+            f"{'-' if added is None else f'{added:.0f}':>9} {ratio_text:>8} {backward_text:>7} "
+            f"{r['threads'] or '-':>7} {r['load_average_at_start']:5.2f}"
         )
-    print("vs gemmi = gemmi forward median / this case's median (above 1: faster than gemmi)")
+    print("vs gemmi = gemmi forward median / this case's median (above 1: faster than gemmi);")
+    print("bwd/fwd = fwd+bwd median / forward median; load = 1-minute load average when the case started.")
+    print(f"comparison: {COMPARISON}")
 
 
 def main(argv=None) -> int:
@@ -198,6 +228,7 @@ def main(argv=None) -> int:
     cases = list(CPU_CASES) + (list(CUDA_CASES) if torch.cuda.is_available() else [])
     if args.cases:
         cases = [case for case in cases if case in args.cases]
+    load_at_start = os.getloadavg()
     results = []
     for path in structure_paths(args.structures):
         for case in cases:
@@ -208,12 +239,14 @@ def main(argv=None) -> int:
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
+            "load_average_at_start": load_at_start,
             "load_average_at_end": os.getloadavg(),
             "torch": torch.__version__,
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "settings": {"voxel_size": VOXEL_SIZE, "padding": PADDING, "repeats": args.repeats,
-                     "model": "peng", "sampling": "point", "dtype": "float32"},
+                     "model": "peng", "sampling": "point", "dtype": "float32", "cutoff_density": 1e-5,
+                     "comparison": COMPARISON},
         "results": results,
     }
     output = Path(args.json)

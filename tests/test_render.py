@@ -47,11 +47,12 @@ def brute_force_molmap(coords, atomic_numbers, grid: Grid, resolution: float) ->
     return density.reshape(grid.shape)
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_molmap_matches_brute_force(dtype):
+@pytest.mark.parametrize("dtype,resolution", [(torch.float64, 3.0), (torch.float32, 3.0), (torch.float64, 0.5)])
+def test_molmap_matches_brute_force(dtype, resolution):
+    """At 0.5 Å many atoms' windows (+/- 0.56 Å) hold one voxel or none along an axis."""
     coords, numbers, _, _ = random_atoms(60, ANISOTROPIC_GRID, seed=1)
-    expected = brute_force_molmap(coords, numbers, ANISOTROPIC_GRID, resolution=3.0)
-    rendered = render_density(coords.to(dtype), numbers, grid=ANISOTROPIC_GRID, model="molmap", resolution=3.0)
+    expected = brute_force_molmap(coords, numbers, ANISOTROPIC_GRID, resolution=resolution)
+    rendered = render_density(coords.to(dtype), numbers, grid=ANISOTROPIC_GRID, model="molmap", resolution=resolution)
     assert rendered.dtype == dtype and rendered.shape == ANISOTROPIC_GRID.shape
     error = np.linalg.norm(rendered.double().numpy() - expected) / np.linalg.norm(expected)
     assert error <= 1e-5
@@ -124,6 +125,20 @@ def test_cutoff_radius_is_where_density_falls_below_threshold():
 
     assert torch.all(density(radii) <= 1e-5)
     assert torch.all(density(radii * 0.999) > 1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_peng_radii_are_solved_once_per_element_and_b_factor(dtype):
+    from cryomaps.render.density import distinct_pairs, peng_gaussians
+
+    numbers = torch.tensor([6, 6, 8, 6, 16, 8, 6, 1])
+    b_factors = torch.tensor([0.0, 0.0, 0.0, 20.5, 20.5, 20.5, 20.5 + 2**-7, 0.0], dtype=dtype)
+    pair, representative = distinct_pairs(numbers, b_factors)
+    assert len(representative) == 7 and pair[0] == pair[1] and pair[3] != pair[6]
+    assert torch.equal(numbers[representative][pair], numbers) and torch.equal(b_factors[representative][pair], b_factors)
+    weights, variances, radii = peng_gaussians(numbers, b_factors, torch.ones(8, dtype=dtype), DensityModelConfig())
+    a, _ = peng_coefficients(numbers, dtype=dtype)
+    torch.testing.assert_close(radii, density_cutoff_radii(a, variances.detach(), 1e-5), rtol=0, atol=0)
 
 
 def test_atoms_outside_grid_and_batches():
@@ -239,29 +254,40 @@ def test_bad_inputs_raise_input_error():
         render_density(torch.full((1, 3), float("nan")), torch.tensor([6]), grid=grid)
 
 
-def test_chunks_and_worker_threads_give_the_same_result(monkeypatch):
-    """Many small chunks shared among 2 worker threads: same map and gradients as one chunk, and
-    no autograd recorded inside the workers (grad mode is per thread)."""
+def test_chunks_give_the_same_result_on_one_thread(monkeypatch):
+    """Many small chunks: same map and gradients as one chunk; the render runs on one intra-op
+    thread and restores torch's thread count; the backward op records no autograd graph."""
     from cryomaps.render import gaussian_torch
 
     grid = Grid((16, 14, 15), 1.0, (0.0, 0.0, 0.0))
-    coords, numbers, b_factors, occupancies = random_atoms(30, grid, seed=8, margin=1.0)
+    coords, numbers, b_factors, occupancies = random_atoms(30, grid, seed=8, margin=-1.0)
     weights = torch.rand(grid.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
     def map_and_gradients():
         inputs = [t.clone().requires_grad_() for t in (coords, b_factors, occupancies)]
-        density = render_density(inputs[0], numbers, inputs[1], inputs[2], grid)
+        density = render_density(inputs[0], numbers, inputs[1], inputs[2], grid, sampling="average")
         (density * weights).sum().backward()
         return [density.detach()] + [t.grad for t in inputs]
 
     one_chunk = map_and_gradients()
     threads = torch.get_num_threads()
+    seen_threads = []
+    original = gaussian_torch.render_chunk
+
+    def spy(*args):
+        seen_threads.append(torch.get_num_threads())
+        return original(*args)
+
     monkeypatch.setattr(gaussian_torch, "WINDOW_VOXELS_PER_CHUNK", 1500)
+    monkeypatch.setattr(gaussian_torch, "render_chunk", spy)
     torch.set_num_threads(2)
     try:
-        assert len(gaussian_torch.atom_chunks(*gaussian_torch.window_bounds(
-            coords, torch.full((30,), 3.0, dtype=torch.float64), [1.0] * 3, [0.0] * 3), grid.shape)) > 4
+        radii = torch.full((30,), 3.0, dtype=torch.float64)
+        first, last = gaussian_torch.window_bounds(coords.T, radii, [1.0] * 3, [0.0] * 3)
+        _, chunks = gaussian_torch.atom_chunks(gaussian_torch.box_geometry(first, last, grid.shape)[0])
+        assert len(chunks) > 4
         chunked = map_and_gradients()
+        assert torch.get_num_threads() == 2 and len(seen_threads) > 4 and set(seen_threads) == {1}
         a, b = peng_coefficients(numbers)
         with torch.no_grad():  # as in autograd's backward pass
             gradients = torch.ops.cryomaps.gaussian_sum_backward(

@@ -120,8 +120,24 @@ def peng_gaussians(atomic_numbers, b_factors, occupancies, config: DensityModelC
     a, b = peng_coefficients(atomic_numbers, dtype=b_factors.dtype)
     weights = occupancies[:, None] * a
     variances = (b + b_factors[:, None]) / EIGHT_PI_SQUARED + config.resolution_sigma**2
-    radii = density_cutoff_radii(a, variances.detach(), config.peng_cutoff_density)
-    return weights, variances, radii
+    # the radius depends only on (element, B): solve once per distinct pair (often a few: models
+    # with B = 0 or shared B-factors, symmetry copies)
+    pair, representative = distinct_pairs(atomic_numbers, b_factors.detach())
+    radii = density_cutoff_radii(a[representative], variances.detach()[representative], config.peng_cutoff_density)
+    return weights, variances, radii[pair]
+
+
+def distinct_pairs(atomic_numbers: torch.Tensor, b_factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Number (N,) of each atom's distinct (atomic number, B-factor) pair, and one atom (M,) with
+    each of the M pairs."""
+    if b_factors.element_size() <= 4:  # exact integer key: the B-factor's float32 bits and Z < 128
+        b_key = b_factors.to(torch.float32).view(torch.int32).long()
+    else:
+        b_key = torch.unique(b_factors, return_inverse=True)[1]
+    _, pair = torch.unique(b_key * 128 + atomic_numbers, return_inverse=True)
+    n_pairs = int(pair.max()) + 1 if len(pair) else 0
+    representative = pair.new_empty(n_pairs).scatter_(0, pair, torch.arange(len(pair), device=pair.device))
+    return pair, representative
 
 
 @torch.no_grad()
@@ -133,16 +149,20 @@ def density_cutoff_radii(weights: torch.Tensor, variances: torch.Tensor, thresho
     ``threshold / K`` (above, since then the K terms sum to less), then refined by bisection on the
     (decreasing) sum; the upper end of the final bracket is returned.
     """
-    n_terms = weights.shape[-1]
-    peaks = weights.clamp(min=0) * (2 * math.pi * variances) ** -1.5
+    # (K, N) layout: the sums over terms add whole rows. Exponents are clamped at -80 (terms below
+    # e^-80 of their peak cannot reach any threshold) to keep exp off its slow underflow path.
+    variances = variances.T.contiguous()
+    n_terms = variances.shape[0]
+    peaks = weights.T.clamp(min=0) * (2 * math.pi * variances) ** -1.5
+    scale = -0.5 / variances
 
     def largest_radius(level):
-        return torch.sqrt(2 * variances * torch.log((peaks / level).clamp(min=1.0))).amax(dim=-1)
+        return torch.sqrt(2 * variances * torch.log((peaks / level).clamp(min=1.0))).amax(dim=0)
 
     low, high = largest_radius(threshold), largest_radius(threshold / n_terms)
     for _ in range(_RADIUS_BISECTION_STEPS):
         middle = 0.5 * (low + high)
-        density = (peaks * torch.exp(-0.5 * middle[:, None] ** 2 / variances)).sum(-1)
+        density = ((middle * middle) * scale).clamp_(min=-80.0).exp_().mul_(peaks).sum(dim=0)
         above = density > threshold
         low = torch.where(above, middle, low)
         high = torch.where(above, high, middle)
