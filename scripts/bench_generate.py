@@ -35,12 +35,13 @@ def generator_seconds(model: Path) -> dict:
     import torch
 
     from cryomaps.data.curate import RenderOptions, min_max, render_input
-    from cryomaps.inference.generate import TilingOptions, bundled_generator_path, prediction_grid
+    from cryomaps.inference.generate import TilingOptions, prediction_grid
+    from cryomaps.io.weights import bundled_weights_path
     from cryomaps.inference.tiling import predict_tiled
     from cryomaps.io import read_structure
     from cryomaps.io.weights import load_network
 
-    loaded = load_network(bundled_generator_path(), "generator")
+    loaded = load_network(bundled_weights_path("generator"), "generator")
     structure = read_structure(model, remove_waters=True, remove_hydrogens=True)
     grid = prediction_grid(structure, float(loaded.metadata["voxel_size"]), 8.0, None)
     started = time.perf_counter()

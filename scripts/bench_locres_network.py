@@ -101,11 +101,10 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     import torch
 
-    from cryomaps.inference.locres_network import bundled_cryores_path
-    from cryomaps.io.weights import load_network
+    from cryomaps.io.weights import bundled_weights_path, load_network
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ckpt", default=str(bundled_cryores_path()))
+    parser.add_argument("--ckpt", default=str(bundled_weights_path("cryores")))
     parser.add_argument("--out", default=str(REPO / "bench_results" / "locres_network.json"))
     parser.add_argument("--skip-timing", action="store_true", help="do not time the 220³ single-map command")
     args = parser.parse_args()

@@ -22,8 +22,10 @@ import argparse
 import shutil
 from pathlib import Path
 
+from cryomaps.io.weights import BUNDLED_WEIGHTS
+
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "cryomaps" / "weights" / "cryores_small.pt"
+BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["cryores"]  # the tracked file, also when not installed editable
 STRUCTURES = "[helix_bundle,helix_bundle,example_peptide,2va0A_99res.pdb.gz,1rb8_645res.pdb]"
 
 

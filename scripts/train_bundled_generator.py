@@ -17,8 +17,10 @@ import argparse
 import shutil
 from pathlib import Path
 
+from cryomaps.io.weights import BUNDLED_WEIGHTS
+
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "cryomaps" / "weights" / "struc2map_small.pt"
+BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["generator"]  # the tracked file, also when not installed editable
 
 
 def overrides(run_dir: str, epochs: int) -> list[str]:

@@ -13,13 +13,12 @@ from cryomaps.cli import main as cli_main
 from cryomaps.data.synthetic import helix_bundle, two_region_resolution, synthesize_half_maps
 from cryomaps.inference.locres_network import (
     InputPreparation,
-    bundled_cryores_path,
     prepare_map,
     prepare_training_volume,
     threshold_box,
 )
 from cryomaps.io import DensityMap, Grid, read_map, sample_map, write_map
-from cryomaps.io.weights import load_network
+from cryomaps.io.weights import bundled_weights_path, load_network
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
 
 TINY = [
@@ -144,7 +143,7 @@ def test_single_map_locres_with_a_trained_checkpoint(tmp_path, tiny_run, capsys)
 
 
 def test_single_map_locres_with_the_bundled_network(tmp_path, capsys):
-    if not bundled_cryores_path().is_file():
+    if not bundled_weights_path("cryores").is_file():
         pytest.skip("bundled CryoRes weights not trained yet (scripts/train_bundled_cryores.py)")
     started = time.perf_counter()
     locres, mask, density, line = run_single_map(tmp_path, None, capsys)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from cryomaps.cli import main as cli_main
-from cryomaps.inference.generate import TilingOptions, bundled_generator_path, generate_map
+from cryomaps.inference.generate import TilingOptions, generate_map
+from cryomaps.io.weights import bundled_weights_path
 from cryomaps.inference.tiling import seam_ratio, tile_boundary_planes
 from cryomaps.io import read_map, read_structure
 from cryomaps.io.weights import load_network
@@ -15,12 +16,12 @@ from cryomaps.io.weights import load_network
 
 @pytest.fixture(scope="module")
 def bundled():
-    return load_network(bundled_generator_path(), "generator")
+    return load_network(bundled_weights_path("generator"), "generator")
 
 
 def test_bundled_weights_are_small_plain_and_carry_their_input_recipe(bundled):
-    assert bundled_generator_path().stat().st_size < 3_000_000
-    content = torch.load(bundled_generator_path(), weights_only=True)
+    assert bundled_weights_path("generator").stat().st_size < 3_000_000
+    content = torch.load(bundled_weights_path("generator"), weights_only=True)
     assert set(content) == {"format", "kind", "hyperparameters", "metadata", "state_dict"}
     assert bundled.metadata["input"]["model"] == "molmap" and bundled.metadata["voxel_size"] == 1.0
 

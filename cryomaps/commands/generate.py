@@ -28,14 +28,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
-    from cryomaps.inference.generate import TilingOptions, bundled_generator_path, generate_map, low_pass
+    from cryomaps.inference.generate import TilingOptions, generate_map, low_pass
+
+    from cryomaps.io.weights import bundled_weights_path
     from cryomaps.io import read_map, read_structure, write_map
     from cryomaps.io.weights import load_network
 
     started = time.perf_counter()
     structure = read_structure(args.model, remove_waters=True, remove_hydrogens=True)
     like = read_map(args.like) if args.like else None
-    weights = args.ckpt or bundled_generator_path()
+    weights = args.ckpt or bundled_weights_path("generator")
     loaded = load_network(weights, "generator")
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
     generated = generate_map(structure, loaded.network, loaded.metadata, args.padding, like, args.resolution, tiling)

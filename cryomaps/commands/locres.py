@@ -74,13 +74,14 @@ def run(args) -> int:
 def run_single_map(args) -> int:
     """Single-map mode: the CryoRes network's local-resolution map and mask, on the input grid."""
     from cryomaps.errors import InputError
-    from cryomaps.inference.locres_network import bundled_cryores_path, predict_local_resolution
+    from cryomaps.inference.locres_network import predict_local_resolution
+    from cryomaps.io.weights import bundled_weights_path
     from cryomaps.io import read_map, write_map
     from cryomaps.io.weights import load_network
 
     if args.mask is not None:
         raise InputError(args.mask, "--mask is for the half-map mode; the single-map mode predicts its own mask")
-    weights = args.ckpt or bundled_cryores_path()
+    weights = args.ckpt or bundled_weights_path("cryores")
     if args.ckpt is None and not weights.is_file():
         raise InputError(weights, "the bundled trained network is missing; give a CryoRes weights file with --ckpt")
     loaded = load_network(weights, "cryores")

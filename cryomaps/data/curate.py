@@ -56,10 +56,10 @@ from cryomaps.data.curated import (
     INDEX_COLUMNS,
     INDEX_NAME,
     CuratedPair,
-    write_csv_atomically,
     write_curated_pair,
 )
 from cryomaps.data.manifest import ManifestEntry
+from cryomaps.io.atomic import write_csv_atomically
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid, Structure, read_map, read_structure, resample_map
 
@@ -235,6 +235,8 @@ def curate_entries(entries: list[ManifestEntry], out_dir, options: CurationOptio
 
 def measure_pair(entry: ManifestEntry, options: CurationOptions) -> PairMeasurement:
     """Read, box, render and score one pair; input problems end up in ``problem``, not raised."""
+    from cryomaps.metrics import correlation_about_mean  # Pearson; NaN when either side is constant
+
     measurement = PairMeasurement()
     try:
         structure = _read_model(entry, options)
@@ -254,7 +256,7 @@ def measure_pair(entry: ManifestEntry, options: CurationOptions) -> PairMeasurem
     simulated = render_input(structure, box, options.render)
     measurement.correlation_resolution = correlation_resolution(entry, options)
     reference = render_input(structure, box, replace(options.render, resolution=measurement.correlation_resolution))
-    measurement.correlation = pearson(reference[mask], experimental[mask])
+    measurement.correlation = correlation_about_mean(reference[mask], experimental[mask])
     target = normalise_target(experimental, mask, options.normalisation, options.percentile)
     measurement.pair = CuratedPair(min_max(simulated), target, mask, box, _metadata(entry, measurement, options))
     return measurement
@@ -317,13 +319,6 @@ def correlation_resolution(entry: ManifestEntry, options: CurationOptions) -> fl
     else:
         resolution = entry.reported_resolution_A or filters.correlation_fallback_resolution
     return max(resolution, 2.0 * options.voxel_size)
-
-
-def pearson(first: np.ndarray, second: np.ndarray) -> float:
-    """Pearson correlation of two equal-length value arrays (NaN when either is constant)."""
-    from cryomaps.metrics import correlation_about_mean
-
-    return correlation_about_mean(first, second)
 
 
 def min_max(values: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ the columns of :data:`INDEX_COLUMNS`; ``file`` is relative to the folder.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cryomaps.errors import InputError
-from cryomaps.io.atomic import atomic_output, write_text_atomically
+from cryomaps.io.atomic import atomic_output
 from cryomaps.io.grid import Grid
 
 INDEX_NAME = "curated.csv"
@@ -116,15 +115,6 @@ class CuratedIndexRow:
     reported_resolution_A: str
     split: str
     path: Path
-
-
-def write_csv_atomically(path: Path, columns, rows: list[dict]) -> None:
-    """Write ``rows`` (dicts keyed by ``columns``) as a CSV file, atomically."""
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomically(path, text.getvalue())
 
 
 def read_curated_index(folder: str | os.PathLike) -> list[CuratedIndexRow]:

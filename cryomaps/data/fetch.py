@@ -24,7 +24,6 @@ paths and SHA-256 filled in), ``fetch_report.csv`` (one row per entry, with its 
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import http.client
@@ -44,7 +43,7 @@ from tqdm import tqdm
 from cryomaps import __version__
 from cryomaps.data.manifest import ManifestEntry, write_manifest
 from cryomaps.errors import InputError
-from cryomaps.io.atomic import atomic_output, write_text_atomically
+from cryomaps.io.atomic import write_csv_atomically, write_text_atomically
 
 DEFAULT_EMDB_URL = "https://files.wwpdb.org/pub/emdb/structures/{emdb_id}/map/emd_{emdb_number}.map.gz"
 DEFAULT_PDB_URL = "https://files.wwpdb.org/pub/pdb/data/structures/divided/mmCIF/{pdb_mid}/{pdb_id}.cif.gz"
@@ -498,11 +497,8 @@ def _fetched_entry(outcome: EntryOutcome) -> ManifestEntry:
 
 def _write_report(outcomes: list[EntryOutcome], path: Path) -> None:
     """Write ``fetch_report.csv`` atomically: one row per entry with its status and errors."""
-    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for outcome in outcomes:
-            writer.writerow({
+    write_csv_atomically(path, REPORT_COLUMNS, [
+            {
                 "name": outcome.entry.label,
                 "emdb_id": outcome.entry.emdb_id,
                 "pdb_id": outcome.entry.pdb_id or "",
@@ -513,4 +509,6 @@ def _write_report(outcomes: list[EntryOutcome], path: Path) -> None:
                 "model_path": outcome.model.path or "",
                 "error": outcome.errors(),
                 "retried": outcome.retried(),
-            })
+            }
+            for outcome in outcomes
+    ])

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryomaps.data_root import candidate_data_roots, find_data_root
 from cryomaps.errors import InputError
-from cryomaps.io.atomic import atomic_output
+from cryomaps.io.atomic import write_csv_atomically
 
 REQUIRED_COLUMNS = ("emdb_id", "pdb_id", "reported_resolution_A", "resolution_certain", "split")
 OPTIONAL_COLUMNS = ("map_path", "model_path", "map_sha256", "model_sha256", "name", "notes")
@@ -127,10 +127,7 @@ def write_manifest(
     """
     path = Path(path)
     base = Path(paths_relative_to).resolve() if paths_relative_to is not None else None
-    with atomic_output(path) as temporary, open(temporary, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(_entry_row(entry, base) for entry in entries)
+    write_csv_atomically(path, COLUMNS, [_entry_row(entry, base) for entry in entries])
 
 
 def _check_columns(path: Path, fieldnames: list[str] | None) -> None:

@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from cryomaps.io import DensityMap, Grid, Structure, write_map
+from cryomaps.io.atomic import write_text_atomically
 
 CARBON = 6
 
@@ -412,9 +413,7 @@ def write_synthetic(result: SyntheticHalfMaps, folder: str | os.PathLike, prefix
     for name in ("half1", "half2", "full", "true_locres", "mask"):
         paths[name] = write_map(folder / f"{prefix}_{name}.mrc", getattr(result, name), label=f"cryomaps synthetic {name}")
     metadata_path = folder / f"{prefix}_metadata.json"
-    temporary = metadata_path.with_name(f".{metadata_path.name}.part")
-    temporary.write_text(json.dumps(result.metadata, indent=1))
-    os.replace(temporary, metadata_path)
+    write_text_atomically(metadata_path, json.dumps(result.metadata, indent=1))
     paths["metadata"] = metadata_path
     return paths
 

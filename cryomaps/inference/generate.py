@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cryomaps.io import DensityMap, Grid, Structure, resample_map
-
-BUNDLED_GENERATOR = "struc2map_small.pt"
-
-
-def bundled_generator_path() -> Path:
-    """Path of the generator weights shipped in the package (see README: how it was trained)."""
-    return Path(str(files("cryomaps") / "weights" / BUNDLED_GENERATOR))
-
 
 @dataclass
 class TilingOptions:
@@ -104,10 +94,12 @@ def _resolution_condition(generator: torch.nn.Module, resolution: float | None) 
     return torch.tensor([float(resolution)])
 
 
-def low_pass(density_map: DensityMap, resolution: float, sigma_factor: float = 0.225) -> DensityMap:
+def low_pass(density_map: DensityMap, resolution: float, sigma_factor: float | None = None) -> DensityMap:
     """Blur a map with a Gaussian of σ = ``sigma_factor``·``resolution`` Å (molmap convention), by FFT."""
+    from cryomaps.render import MOLMAP_SIGMA_FACTOR
+
     data = torch.from_numpy(density_map.data.astype(np.float64))
-    sigma = sigma_factor * resolution
+    sigma = (MOLMAP_SIGMA_FACTOR if sigma_factor is None else sigma_factor) * resolution
     transfer = torch.ones(())
     for axis, (length, spacing) in enumerate(zip(data.shape, density_map.voxel_size)):
         frequency = torch.fft.rfftfreq(length, d=spacing) if axis == 2 else torch.fft.fftfreq(length, d=spacing)

@@ -37,21 +37,12 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cryomaps.io import DensityMap, Grid, resample_map
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
-
-BUNDLED_CRYORES = "cryores_small.pt"
-
-
-def bundled_cryores_path() -> Path:
-    """Path of the CryoRes weights shipped in the package (trained by scripts/train_bundled_cryores.py)."""
-    return Path(str(files("cryomaps") / "weights" / BUNDLED_CRYORES))
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,18 @@ def write_bytes_atomically(path: str | os.PathLike, payload: bytes) -> Path:
     return Path(path)
 
 
+def write_csv_atomically(path: str | os.PathLike, columns, rows) -> Path:
+    """Write ``rows`` (dicts keyed by ``columns``) as a CSV file with a header, atomically."""
+    import csv
+    import io
+
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomically(path, text.getvalue())
+
+
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
     return write_bytes_atomically(path, text.encode("utf-8"))

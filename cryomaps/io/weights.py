@@ -26,6 +26,15 @@ from cryomaps.io.atomic import atomic_output
 from cryomaps.models.registry import NETWORK_BUILDERS, build_network
 
 WEIGHTS_FORMAT = "cryomaps-weights-1"
+BUNDLED_WEIGHTS = {"generator": "struc2map_small.pt", "cryores": "cryores_small.pt"}
+"""Weights files shipped in the package (``cryomaps/weights/``), by network kind; README: how each was trained."""
+
+
+def bundled_weights_path(kind: str) -> Path:
+    """Path of the bundled weights of a network ``kind`` ("generator" or "cryores")."""
+    from importlib.resources import files
+
+    return Path(str(files("cryomaps") / "weights" / BUNDLED_WEIGHTS[kind]))
 
 
 @dataclass

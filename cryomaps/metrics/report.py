@@ -25,8 +25,6 @@ folder, each written atomically:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 import re
@@ -39,9 +37,10 @@ import numpy as np
 
 from cryomaps.data.manifest import ManifestEntry, filter_split, read_manifest
 from cryomaps.errors import CryomapsError, InputError
-from cryomaps.inference.generate import TilingOptions, bundled_generator_path, generate_map
+from cryomaps.inference.generate import TilingOptions, generate_map
+from cryomaps.io.weights import bundled_weights_path
 from cryomaps.io import DensityMap, Structure, read_map, read_structure
-from cryomaps.io.atomic import write_text_atomically
+from cryomaps.io.atomic import write_csv_atomically
 from cryomaps.io.weights import LoadedNetwork, load_network
 from cryomaps.metrics.evaluation import evaluate_maps
 from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_metric_boxplots
@@ -212,7 +211,7 @@ def check_local_files(entries: Sequence[ManifestEntry]) -> None:
 def load_generator(checkpoint: Path | None) -> LoadedNetwork:
     """The generator from ``checkpoint``, or the bundled weights when it is ``None``."""
     if checkpoint is None:
-        checkpoint = bundled_generator_path()
+        checkpoint = bundled_weights_path("generator")
         if not checkpoint.is_file():
             raise InputError(
                 checkpoint, "bundled generator weights not installed: give generator_ckpt=PATH or leave out generator"
@@ -312,11 +311,7 @@ def _mean_median(row: dict) -> str:
 
 def write_csv(path: Path, rows: Sequence[dict], columns: Sequence[str]) -> Path:
     """Write ``rows`` as CSV atomically; floats with 6 significant digits, None and NaN as empty cells."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({column: _cell(row[column]) for column in columns} for row in rows)
-    return write_text_atomically(path, buffer.getvalue())
+    return write_csv_atomically(path, columns, [{column: _cell(row[column]) for column in columns} for row in rows])
 
 
 def _cell(value) -> str:
