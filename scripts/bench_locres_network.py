@@ -36,12 +36,19 @@ HELD_OUT = [  # (structure, seed, voxel size Å)
     ("1rb8_645res.pdb", 900005, 1.0),
     ("1rb8_645res.pdb", 900006, 0.9),
     ("5fuu_2494res.pdb", 900007, 1.0),
+    ("helix_bundle", 900008, 0.8),
+    ("example_peptide", 900009, 1.3),
+    ("2va0A_99res.pdb.gz", 900010, 1.4),
+    ("1rb8_645res.pdb", 900011, 1.1),
+    ("5fuu_2494res.pdb", 900012, 1.3),
 ]
+FIGURE_MAP = 4  # 1rb8_645res, 1 Å voxels
 TIMING_SHAPE, TIMING_VOXEL = (220, 220, 220), 0.6
 
 
-def score_map(structure: str, seed: int, voxel_size: float, network, metadata: dict) -> dict:
-    """Scores (Å, IoU, seconds) of the network, the trivial predictor and the classical estimator on one map."""
+def score_map(structure: str, seed: int, voxel_size: float, network, metadata: dict, figure: str | None = None) -> dict:
+    """Scores (Å, IoU, seconds) of the network, the trivial predictor and the classical estimator on one map;
+    with ``figure``, also a PNG of central slices of the map, the truth and both estimates inside the true mask."""
     from cryomaps.inference.locres_classical import local_resolution
     from cryomaps.data.synthetic import synthetic_example
     from cryomaps.inference.locres_network import predict_local_resolution
@@ -55,6 +62,11 @@ def score_map(structure: str, seed: int, voxel_size: float, network, metadata: d
     classical_seconds = time.perf_counter() - started
     trivial = np.full_like(truth, np.median(truth[inside]))
     in_both = inside & (predicted.mask.data > 0.5)
+    if figure is not None:
+        from cryomaps.metrics.figures import save_local_resolution_slices
+
+        estimates = {"truth": truth, "network (one map)": predicted.estimate.data, "local FSC (half maps)": classical}
+        save_local_resolution_slices(figure, example.full, estimates, inside)
     return {
         "structure": structure, "seed": seed, "voxel_size": voxel_size, "shape": list(truth.shape),
         "field": example.metadata["field"], "finest_b_factor": round(example.metadata["finest_b_factor"], 1),
@@ -106,15 +118,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default=str(bundled_weights_path("cryores")))
     parser.add_argument("--out", default=str(REPO / "bench_results" / "locres_network.json"))
+    parser.add_argument("--figure", default=str(REPO / "scripts" / "figures" / "locres_network.png"),
+                        help=f"central slices of held-out map {FIGURE_MAP} ({HELD_OUT[FIGURE_MAP][0]}) and its estimates")
     parser.add_argument("--skip-timing", action="store_true", help="do not time the 220³ single-map command")
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = load_network(args.ckpt, "cryores")
-    rows = [score_map(*case, loaded.network, loaded.metadata) for case in HELD_OUT]
+    rows = [score_map(*case, loaded.network, loaded.metadata, args.figure if index == FIGURE_MAP else None)
+            for index, case in enumerate(HELD_OUT)]
     means = {key: float(np.mean([row[key] for row in rows])) for key in ("network", "network_in_both", "trivial", "classical", "mask_iou")}
     print_table(rows)
     print("mean | " + " | ".join(f"{key} {value:.2f}" for key, value in means.items()))
-    result = {"ckpt": args.ckpt, "maps": rows, "mean": means,
+    wins = sum(row["network"] < row["trivial"] for row in rows)
+    print(f"network RMSE below the trivial predictor's on {wins} of {len(rows)} maps")
+    result = {"ckpt": args.ckpt, "maps": rows, "mean": means, "maps_network_below_trivial": wins,
               "network_beats_trivial": means["network"] < means["trivial"]}
     if not args.skip_timing:
         result["timing_220"] = time_single_map_command(args.ckpt)

@@ -93,7 +93,7 @@ def test_training_volumes_are_prepared_like_inference_inputs():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("cryores") / "run"
-    assert cli_main(["train", f"run_dir={run_dir}", *TINY]) == 0
+    assert cli_main(["train", f"run_dir={run_dir}", *TINY, "task.lr_schedule=cosine"]) == 0
     return run_dir
 
 
@@ -102,6 +102,11 @@ def test_tiny_training_writes_weights_only_checkpoints_with_input_metadata(tiny_
     metadata = checkpoint["hyper_parameters"]["metadata"]
     assert metadata["voxel_size"] == 1.0 and metadata["tile_size"] == 16
     assert "z-score" in metadata["normalisation"]
+    # The cosine schedule spans the planned steps: from 1e-3 down to 0 after the last step.
+    learning_rates = checkpoint["optimizer_states"][0]["param_groups"][0]
+    assert learning_rates["initial_lr"] == pytest.approx(1e-3) and learning_rates["lr"] < 1e-12
+    schedule = checkpoint["lr_schedulers"][0]
+    assert schedule["T_max"] == schedule["last_epoch"] == checkpoint["global_step"] >= 2
     assert (tiny_run / "logs" / "version_0" / "metrics.csv").is_file()
 
     loaded = load_network(tiny_run / "cryores.pt", "cryores")
@@ -112,6 +117,29 @@ def test_tiny_training_writes_weights_only_checkpoints_with_input_metadata(tiny_
         torch.testing.assert_close(from_checkpoint.network.state_dict()[name], tensor)
 
 
+def test_unknown_learning_rate_schedule_is_one_line(tmp_path, capsys):
+    assert cli_main(["train", f"run_dir={tmp_path / 'run'}", *TINY, "task.lr_schedule=linear"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "lr_schedule must be one of constant, cosine" in error and "\n" not in error
+
+
+def test_training_volumes_at_random_voxel_sizes_are_resampled_to_the_network_grid():
+    """Maps rendered at coarse voxels and resampled to 1 Å carry interpolation-correlated noise:
+    the neighbour correlation of the prepared background rises well above that of native 1 Å maps."""
+    from cryomaps.data.synthetic import synthetic_training_volumes
+
+    def background_neighbour_correlation(voxel_size_range) -> float:
+        (volume,) = synthetic_training_volumes(1, seed=4, structures=["example_peptide"], voxel_size_range=voxel_size_range)
+        np.testing.assert_allclose(volume["voxel_size"], 1.0)
+        outside = (volume["mask"] == 0)[:-1] & (volume["mask"] == 0)[1:]
+        values = volume["map"]
+        return float(np.corrcoef(values[:-1][outside], values[1:][outside])[0, 1])
+
+    native = background_neighbour_correlation(None)
+    coarse = background_neighbour_correlation([1.45, 1.5])
+    assert native < 0.3 and coarse > native + 0.2
+
+
 def synthetic_map_file(folder: Path, voxel_size: float) -> tuple[Path, DensityMap]:
     bundle = helix_bundle(n_x=3, n_y=2, n_residues=14)
     pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords), voxel_size=voxel_size, seed=5)
@@ -119,11 +147,14 @@ def synthetic_map_file(folder: Path, voxel_size: float) -> tuple[Path, DensityMa
 
 
 def run_single_map(tmp_path: Path, ckpt: Path | None, capsys) -> tuple[DensityMap, DensityMap, DensityMap, str]:
+    """``cryomaps locres MAP -o … --mask-out … --png …``: the outputs, the input and the summary line."""
     map_path, density = synthetic_map_file(tmp_path, voxel_size=1.3)
-    output, mask_out = tmp_path / "locres.mrc", tmp_path / "mask.mrc"
-    arguments = ["locres", str(map_path), "-o", str(output), "--mask-out", str(mask_out), "--device", "cpu"]
+    output, mask_out, png = tmp_path / "locres.mrc", tmp_path / "mask.mrc", tmp_path / "locres.png"
+    arguments = ["locres", str(map_path), "-o", str(output), "--mask-out", str(mask_out), "--png", str(png), "--device", "cpu"]
     assert cli_main(arguments + ([] if ckpt is None else ["--ckpt", str(ckpt)])) == 0
-    return read_map(output), read_map(mask_out), density, capsys.readouterr().out.strip()
+    line, slices = capsys.readouterr().out.strip().splitlines()
+    assert slices == f"slices: {png}" and png.read_bytes()[:4] == b"\x89PNG"
+    return read_map(output), read_map(mask_out), density, line
 
 
 def check_on_input_grid(locres: DensityMap, mask: DensityMap, density: DensityMap) -> None:

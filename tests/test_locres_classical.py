@@ -123,9 +123,12 @@ def test_command_end_to_end(tmp_path, capsys):
     paths = write_synthetic(pair, tmp_path, prefix="pair")
     output = tmp_path / "locres.mrc"
     status = main(["locres", "--half1", str(paths["half1"]), "--half2", str(paths["half2"]),
-                   "--mask", str(paths["mask"]), "-o", str(output), "--window", "20", "--device", "cpu"])
+                   "--mask", str(paths["mask"]), "-o", str(output), "--window", "20", "--device", "cpu",
+                   "--png", str(tmp_path / "locres.png")])
     assert status == 0
-    line = capsys.readouterr().out.strip()
+    line, slices = capsys.readouterr().out.strip().splitlines()
+    assert slices == f"slices: {tmp_path / 'locres.png'}"
+    assert (tmp_path / "locres.png").read_bytes()[:4] == b"\x89PNG"
     assert "median" in line and "inside the mask" in line and line.endswith("s)")
     result = read_map(output)
     assert result.data.shape == pair.grid.shape

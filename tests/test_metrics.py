@@ -25,6 +25,7 @@ from cryomaps.metrics import (
     struc2mapgan_ssim,
 )
 from cryomaps.metrics.figures import (
+    save_local_resolution_slices,
     central_slices_image,
     save_central_slices,
     save_fsc_curves,
@@ -278,6 +279,21 @@ def test_figures_write_pngs_and_return_an_rgb_panel(tmp_path):
     for path in written:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["box.png", "fsc.png", "slices.png"]
+
+
+def test_local_resolution_slices_share_one_colour_scale_and_blank_the_background(tmp_path):
+    from matplotlib.image import imread
+
+    density = blob_map((24, 24, 24), seed=21)
+    locres = np.full((24, 24, 24), 100.0)
+    locres[4:12, 4:20, 4:20], locres[12:20, 4:20, 4:20] = 3.0, 6.0  # two regions, background outside
+    path = save_local_resolution_slices(tmp_path / "locres.png", density, {"truth": locres, "copy": locres}, dpi=40)
+    image = (imread(path)[..., :3] * 255).round()
+    assert image.shape[0] == 3 * 88  # map row + two local-resolution rows of 2.2-inch panels at 40 dpi
+    viridis_low, viridis_high = np.array([68, 1, 84]), np.array([253, 231, 37])
+    for colour in (viridis_low, viridis_high):  # 3 Å and 6 Å at the ends of the shared scale
+        assert (np.abs(image - colour).max(axis=-1) <= 3).sum() > 200
+    assert (image == 255).all(axis=-1).mean() > 0.3  # background and margins left white
 
 
 # --- real data -----------------------------------------------------------------------------------

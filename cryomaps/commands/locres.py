@@ -31,6 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--shape", choices=("sphere", "cube"), default="sphere", help="window shape (sphere)")
     parser.add_argument("--threshold", type=float, default=0.143, help="FSC threshold (0.143)")
     parser.add_argument("--background", type=float, default=100.0, help="value outside the mask, Å (100)")
+    parser.add_argument("--png", help="also write central slices of the map and its local resolution (PNG)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
 
 
@@ -68,6 +69,8 @@ def run(args) -> int:
         f"{args.output}: local resolution {where}: median {stats['median']:.2f} Å, "
         f"min {stats['min']:.2f} Å, max {stats['max']:.2f} Å ({time.perf_counter() - start:.1f} s)"
     )
+    if args.png:
+        save_slices(args.png, (half1.data + half2.data) / 2, locres, locres.data < args.background)
     return 0
 
 
@@ -85,8 +88,9 @@ def run_single_map(args) -> int:
     if args.ckpt is None and not weights.is_file():
         raise InputError(weights, "the bundled trained network is missing; give a CryoRes weights file with --ckpt")
     loaded = load_network(weights, "cryores")
+    density = read_map(args.map)
     result = predict_local_resolution(
-        read_map(args.map), loaded.network, loaded.metadata, batch_size=args.batch_size, device=args.device,
+        density, loaded.network, loaded.metadata, batch_size=args.batch_size, device=args.device,
         background=args.background,
     )
     write_map(args.output, result.locres, label="cryomaps locres: CryoRes network local resolution (A)")
@@ -97,4 +101,14 @@ def run_single_map(args) -> int:
         f"{args.output}: network local resolution inside the predicted mask ({inside} voxels): "
         f"median {result.median:.2f} Å ({result.seconds:.1f} s)"
     )
+    if args.png:
+        save_slices(args.png, density.data, result.locres, result.mask.data > 0.5)
     return 0
+
+
+def save_slices(path, density, locres, inside) -> None:
+    """Central slices of the map (x, y, z) and of its local-resolution map inside ``inside`` (PNG)."""
+    from cryomaps.metrics.figures import save_local_resolution_slices
+
+    save_local_resolution_slices(path, density, {"local resolution": locres}, inside)
+    print(f"slices: {path}")

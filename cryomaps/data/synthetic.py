@@ -511,21 +511,27 @@ def synthetic_training_volumes(
     fields: Sequence[str] = RESOLUTION_FIELDS,
     finest_b_factor_range: Sequence[float] = (40.0, 160.0),
     preparation: Mapping | None = None,
+    voxel_size_range: Sequence[float] | None = None,
 ) -> list[dict]:
     """A volume provider for :class:`cryomaps.data.datamodules.SingleMapPatchDataModule`.
 
     ``count`` synthetic examples (:func:`synthetic_example`, seeds ``seed``, ``seed + 1``, …,
-    structures taken in turn from ``structures``), rendered at the network's voxel size, each
-    passed through :func:`prepare_training_volume` with ``preparation`` (the network metadata, see
-    :meth:`InputPreparation.from_metadata`; defaults when None).
+    structures taken in turn from ``structures``), each passed through
+    :func:`prepare_training_volume` with ``preparation`` (the network metadata, see
+    :meth:`InputPreparation.from_metadata`; defaults when None). Examples are rendered at the
+    network's voxel size, or, with ``voxel_size_range`` (Å, low and high), at a voxel size drawn
+    uniformly from it per example, so that the network also sees maps resampled as users' maps are.
     """
     from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
 
     settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
     volumes = []
     for index in range(count):
+        voxel_size = settings.voxel_size
+        if voxel_size_range is not None:
+            voxel_size = float(np.random.default_rng([seed + index, 1]).uniform(*voxel_size_range))
         result = synthetic_example(
-            structures[index % len(structures)], seed + index, settings.voxel_size, resolution_range, fields,
+            structures[index % len(structures)], seed + index, voxel_size, resolution_range, fields,
             finest_b_factor_range,
         )
         volume = {"map": result.full.data, "locres": result.true_locres.data, "mask": result.mask.data,

@@ -1,4 +1,4 @@
-"""Evaluation figures: central slices of maps, box plots of metrics, FSC curves.
+"""Evaluation figures: central slices of maps and of local-resolution maps, box plots of metrics, FSC curves.
 
 Matplotlib is imported inside the functions and drawn through its Agg canvas directly (no pyplot,
 no global backend switch), so these work on machines without a display and inside training loops.
@@ -45,15 +45,7 @@ def _central_slices_figure(reference, others: Mapping[str, object], reference_na
     figure = _new_figure(3 * 2.2, 2.2 * len(maps), dpi)
     axes = figure.subplots(len(maps), 3, squeeze=False)
     for row, (name, volume) in enumerate(maps.items()):
-        planes = central_slices(volume)
-        low, high = min(p.min() for p in planes), max(p.max() for p in planes)
-        for column, plane in enumerate(planes):
-            axis = axes[row, column]
-            # Transposed so the first remaining array axis runs horizontally.
-            axis.imshow(plane.T, origin="lower", cmap="gray", vmin=low, vmax=high)
-            axis.set_xticks([])
-            axis.set_yticks([])
-            axis.set_title(f"{name}: {AXIS_NAMES[column]} = centre", fontsize=8)
+        _draw_slice_row(axes[row], central_slices(volume), name, cmap="gray")
     figure.tight_layout()
     return figure
 
@@ -87,6 +79,55 @@ def save_central_slices(
 ) -> Path:
     """Write the central-slice panel (see :func:`central_slices_image`) as a PNG; returns the path."""
     return _save_png(_central_slices_figure(reference, others, reference_name, dpi), path)
+
+
+def save_local_resolution_slices(
+    path: str | os.PathLike,
+    density,
+    local_resolutions: Mapping[str, object],
+    inside: np.ndarray | None = None,
+    limits: tuple[float, float] | None = None,
+    dpi: int = 100,
+) -> Path:
+    """Central slices of a map (grey) and of local-resolution maps on it (one shared colour scale, Å).
+
+    Args:
+        density: the map (DensityMap, array or tensor, (x, y, z)); first row.
+        local_resolutions: name -> local-resolution map (Å) on the same grid; one row each.
+        inside: (x, y, z) bool, where local resolution is shown (default: values below 100 Å,
+            the background convention); other voxels are left blank.
+        limits: colour range in Å (default: 2nd and 98th percentiles inside).
+    """
+    values = {name: volume_array(volume).astype(np.float64) for name, volume in local_resolutions.items()}
+    if inside is None:
+        inside = np.logical_and.reduce([volume < 100.0 for volume in values.values()])
+    if limits is None:
+        shown = np.concatenate([volume[inside] for volume in values.values()])
+        limits = tuple(np.percentile(shown, [2, 98])) if shown.size else (0.0, 1.0)
+    figure = _new_figure(3 * 2.2 + 0.8, 2.2 * (len(values) + 1), dpi)
+    axes = figure.subplots(len(values) + 1, 3, squeeze=False)
+    _draw_slice_row(axes[0], central_slices(density), "map", cmap="gray")
+    image = None
+    for row, (name, volume) in enumerate(values.items(), start=1):
+        planes = central_slices(np.where(inside, volume, np.nan))
+        image = _draw_slice_row(axes[row], planes, name, cmap="viridis", limits=limits)
+    figure.tight_layout(rect=(0, 0, 0.88, 1))
+    colour_axis = figure.add_axes((0.9, 0.1, 0.025, 0.6))
+    figure.colorbar(image, cax=colour_axis, label="local resolution (Å)")
+    return _save_png(figure, path)
+
+
+def _draw_slice_row(axes, planes, name: str, cmap: str, limits: tuple[float, float] | None = None):
+    """Draw three central planes on one row of axes (transposed, so the first remaining array axis
+    runs horizontally), on ``limits`` (default: the planes' range); returns the last image."""
+    if limits is None:
+        limits = (min(np.nanmin(p) for p in planes), max(np.nanmax(p) for p in planes))
+    for column, (axis, plane) in enumerate(zip(axes, planes)):
+        image = axis.imshow(plane.T, origin="lower", cmap=cmap, vmin=limits[0], vmax=limits[1])
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_title(f"{name}: {AXIS_NAMES[column]} = centre", fontsize=8)
+    return image
 
 
 def save_metric_boxplots(

@@ -25,6 +25,9 @@ from torch.nn import functional as F
 from cryomaps.models import build_cryores, local_resolution_map
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 class CryoResTask(L.LightningModule):
     """Supervised training of :class:`cryomaps.models.CryoResNet`.
 
@@ -33,6 +36,8 @@ class CryoResTask(L.LightningModule):
         relative_weight: λ, weight of the relative-resolution cross-entropy.
         learning_rate: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        lr_schedule: ``constant``, or ``cosine``: the learning rate decays per step along a half
+            cosine to 0 over the run's planned steps (``trainer.max_epochs`` × batches per epoch).
         frozen_prefixes: parameter-name prefixes kept frozen (fine-tuning).
         metadata: how inputs are prepared (keys of
             :class:`cryomaps.inference.locres_network.InputPreparation`: voxel size in Å, crop and
@@ -46,10 +51,15 @@ class CryoResTask(L.LightningModule):
         relative_weight: float = 1.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
+        lr_schedule: str = "constant",
         frozen_prefixes: list[str] | None = None,
         metadata: dict | None = None,
     ):
         super().__init__()
+        if lr_schedule not in LR_SCHEDULES:
+            from cryomaps.errors import InputError
+
+            raise InputError(None, f"task.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
         self.save_hyperparameters()
         self.hparams["metadata"] = network_metadata(metadata)
         self.cryores = build_cryores(**cryores)
@@ -104,7 +114,12 @@ class CryoResTask(L.LightningModule):
 
     def configure_optimizers(self):
         trainable = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(trainable, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        if self.hparams.lr_schedule == "constant":
+            return optimizer
+        steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def network_metadata(metadata: dict | None) -> dict:
