@@ -503,6 +503,9 @@ def synthetic_example(
     return result
 
 
+LABEL_KINDS = ("truth", "classical")
+
+
 def synthetic_training_volumes(
     count: int,
     seed: int,
@@ -512,6 +515,7 @@ def synthetic_training_volumes(
     finest_b_factor_range: Sequence[float] = (40.0, 160.0),
     preparation: Mapping | None = None,
     voxel_size_range: Sequence[float] | None = None,
+    labels: str = "truth",
 ) -> list[dict]:
     """A volume provider for :class:`cryomaps.data.datamodules.SingleMapPatchDataModule`.
 
@@ -521,9 +525,17 @@ def synthetic_training_volumes(
     :meth:`InputPreparation.from_metadata`; defaults when None). Examples are rendered at the
     network's voxel size, or, with ``voxel_size_range`` (Å, low and high), at a voxel size drawn
     uniformly from it per example, so that the network also sees maps resampled as users' maps are.
+    ``labels``: ``truth`` (the true local-resolution field) or ``classical`` (the windowed local FSC
+    of the two half maps inside the true mask, :func:`cryomaps.data.half_maps.half_map_volume`, as
+    labels from experimental half maps would be).
     """
+    from cryomaps.data.half_maps import half_map_volume
     from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
 
+    if labels not in LABEL_KINDS:
+        from cryomaps.errors import InputError
+
+        raise InputError(None, f"labels must be one of {', '.join(LABEL_KINDS)}, not {labels!r}")
     settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
     volumes = []
     for index in range(count):
@@ -534,6 +546,9 @@ def synthetic_training_volumes(
             structures[index % len(structures)], seed + index, voxel_size, resolution_range, fields,
             finest_b_factor_range,
         )
+        if labels == "classical":
+            volumes.append(half_map_volume(result.half1, result.half2, result.mask.data, preparation))
+            continue
         volume = {"map": result.full.data, "locres": result.true_locres.data, "mask": result.mask.data,
                   "voxel_size": result.grid.voxel_size, "origin": result.grid.origin}
         volumes.append(prepare_training_volume(volume, settings))

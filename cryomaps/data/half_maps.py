@@ -1,0 +1,131 @@
+"""Local-resolution training volumes labelled by the classical local FSC of two half maps.
+
+For users' own data (fine-tuning the CryoRes network on their half maps) and for synthetic half
+maps labelled as an experimentalist would label them. Each volume is
+``{"map", "locres", "mask", "voxel_size", "origin"}`` as
+:class:`cryomaps.data.datamodules.SingleMapPatchDataModule` takes it, prepared exactly as
+``cryomaps locres MAP`` prepares a single map (:func:`cryomaps.inference.locres_network.prepare_training_volume`):
+
+- ``map``: the average of the two half maps (the map a user would give the network);
+- ``locres``: windowed local FSC of the half maps (:func:`cryomaps.inference.locres_classical.local_resolution`,
+  ``window`` Å, FSC ``threshold``) inside the mask;
+- ``mask``: the given mask (> 0.5 inside), or, without one, :func:`threshold_mask` of the average
+  (Otsu threshold of the map smoothed by 3 Å).
+
+**Half-map manifest** (CSV, one row per pair): ``half1``, ``half2`` (map files), optional ``mask``
+(may be empty), optional ``split`` (``train`` when absent or empty; ``train`` or ``val``) and
+``name``. Relative paths are relative to the manifest's folder.
+
+Arrays are indexed (x, y, z); lengths in Å.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from cryomaps.errors import InputError
+from cryomaps.io import DensityMap
+
+MANIFEST_COLUMNS = ("half1", "half2")
+SPLITS = ("train", "val")
+
+
+def threshold_mask(density: DensityMap, smoothing: float = 3.0) -> np.ndarray:
+    """Molecular mask (x, y, z) bool: the map smoothed by a Gaussian of ``smoothing`` Å (SD), above
+    its Otsu threshold (smoothing averages the noise away, leaving molecule and solvent as two modes)."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.filters import threshold_otsu
+
+    smoothed = gaussian_filter(density.data.astype(np.float64), sigma=smoothing / np.asarray(density.voxel_size))
+    return smoothed > threshold_otsu(smoothed)
+
+
+def half_map_volume(
+    half1: DensityMap,
+    half2: DensityMap,
+    mask: np.ndarray | None = None,
+    preparation: Mapping | None = None,
+    window: float = 25.0,
+    threshold: float = 0.143,
+) -> dict:
+    """One prepared training volume from two half maps (module docstring).
+
+    Args:
+        half1, half2: the half maps, on one grid.
+        mask: (x, y, z) molecular mask on that grid (> 0.5 inside); default :func:`threshold_mask`.
+        preparation: the network's input-preparation metadata (defaults when None).
+        window, threshold: local-FSC window diameter (Å) and FSC threshold of the labels.
+    """
+    from cryomaps.inference.locres_classical import check_same_grid, local_resolution
+    from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
+
+    grid = check_same_grid(half1, half2)
+    full = DensityMap.from_grid((half1.data + half2.data) / 2, grid)
+    inside = threshold_mask(full) if mask is None else np.asarray(mask) > 0.5
+    locres = local_resolution(half1, half2, inside, window=window, threshold=threshold)
+    volume = {"map": full.data, "locres": locres.data, "mask": inside.astype(np.float32),
+              "voxel_size": grid.voxel_size, "origin": grid.origin}
+    settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
+    return prepare_training_volume(volume, settings)
+
+
+def half_map_volumes(
+    manifest: str | os.PathLike,
+    split: str = "train",
+    preparation: Mapping | None = None,
+    window: float = 25.0,
+    threshold: float = 0.143,
+) -> list[dict]:
+    """A volume provider for :class:`cryomaps.data.datamodules.SingleMapPatchDataModule`: the prepared
+    volumes (:func:`half_map_volume`) of the half-map manifest's rows of ``split``."""
+    from cryomaps.io import read_map
+
+    volumes = []
+    for row in read_half_map_manifest(manifest):
+        if row["split"] != split:
+            continue
+        mask = read_map(row["mask"]) if row["mask"] else None
+        half1, half2 = read_map(row["half1"]), read_map(row["half2"])
+        if mask is not None and mask.data.shape != half1.data.shape:
+            raise InputError(row["mask"], f"mask shape {mask.data.shape} differs from the half maps' {half1.data.shape}")
+        volumes.append(half_map_volume(half1, half2, None if mask is None else mask.data, preparation, window, threshold))
+    return volumes
+
+
+def read_half_map_manifest(path: str | os.PathLike) -> list[dict]:
+    """Rows ``{"name", "half1", "half2", "mask", "split"}`` of a half-map manifest, paths resolved
+    (``mask`` is None when not given).
+
+    Raises:
+        InputError: unreadable file, missing columns, or a row with an empty path or an unknown split.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise InputError(path, f"cannot read the half-map manifest ({error.strerror})") from None
+    missing = [column for column in MANIFEST_COLUMNS if not rows or column not in rows[0]]
+    if missing:
+        raise InputError(path, f"half-map manifest needs the columns {', '.join(MANIFEST_COLUMNS)} and a row (missing: {', '.join(missing)})")
+    return [_manifest_row(path, line, row) for line, row in enumerate(rows, start=2)]
+
+
+def _manifest_row(path: Path, line: int, row: Mapping) -> dict:
+    def resolved(value: str | None) -> Path | None:
+        value = (value or "").strip()
+        return None if not value else (path.parent / value if not os.path.isabs(value) else Path(value))
+
+    split = (row.get("split") or "").strip() or "train"
+    if split not in SPLITS:
+        raise InputError(path, f"line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
+    halves = [resolved(row.get(column)) for column in MANIFEST_COLUMNS]
+    if None in halves:
+        raise InputError(path, f"line {line}: half1 and half2 must both be given")
+    name = (row.get("name") or "").strip() or halves[0].stem
+    return {"name": name, "half1": halves[0], "half2": halves[1], "mask": resolved(row.get("mask")), "split": split}
