@@ -15,6 +15,10 @@ Also times ``cryomaps locres MAP.mrc`` (single-map mode, CPU) on a 220³ map (1r
 voxels). Prints a table and writes ``bench_results/locres_network.json``::
 
     python scripts/bench_locres_network.py [--ckpt cryomaps/weights/cryores_small.pt] [--skip-timing]
+
+Inference settings (``--overlap``) are chosen on ``--cases validation`` (the same kinds of maps with
+other seeds, ``--out`` elsewhere), never on the test maps. Also writes a slice figure of test map
+``FIGURE_MAP`` (``--figure``).
 """
 
 from __future__ import annotations
@@ -43,10 +47,14 @@ HELD_OUT = [  # (structure, seed, voxel size Å)
     ("5fuu_2494res.pdb", 900012, 1.3),
 ]
 FIGURE_MAP = 4  # 1rb8_645res, 1 Å voxels
+VALIDATION = [(structure, seed - 100000, voxel_size) for structure, seed, voxel_size in HELD_OUT]
+"""For choosing inference settings (``--cases validation``): the same kinds of maps, other seeds."""
 TIMING_SHAPE, TIMING_VOXEL = (220, 220, 220), 0.6
 
 
-def score_map(structure: str, seed: int, voxel_size: float, network, metadata: dict, figure: str | None = None) -> dict:
+def score_map(
+    structure: str, seed: int, voxel_size: float, network, metadata: dict, figure: str | None = None, overlap: int | None = None
+) -> dict:
     """Scores (Å, IoU, seconds) of the network, the trivial predictor and the classical estimator on one map;
     with ``figure``, also a PNG of central slices of the map, the truth and both estimates inside the true mask."""
     from cryomaps.inference.locres_classical import local_resolution
@@ -56,7 +64,7 @@ def score_map(structure: str, seed: int, voxel_size: float, network, metadata: d
 
     example = synthetic_example(structure, seed, voxel_size=voxel_size)
     truth, inside = example.true_locres.data, example.mask.data > 0.5
-    predicted = predict_local_resolution(example.full, network, metadata, device="cpu")
+    predicted = predict_local_resolution(example.full, network, metadata, overlap=overlap, device="cpu")
     started = time.perf_counter()
     classical = local_resolution(example.half1, example.half2, inside, device="cpu")
     classical_seconds = time.perf_counter() - started
@@ -120,18 +128,23 @@ def main() -> int:
     parser.add_argument("--out", default=str(REPO / "bench_results" / "locres_network.json"))
     parser.add_argument("--figure", default=str(REPO / "scripts" / "figures" / "locres_network.png"),
                         help=f"central slices of held-out map {FIGURE_MAP} ({HELD_OUT[FIGURE_MAP][0]}) and its estimates")
+    parser.add_argument("--cases", choices=("test", "validation"), default="test",
+                        help="held-out test maps, or validation maps (other seeds) for choosing settings")
+    parser.add_argument("--overlap", type=int, default=None, help="tile overlap in voxels (default: the inference default)")
     parser.add_argument("--skip-timing", action="store_true", help="do not time the 220³ single-map command")
     args = parser.parse_args()
     torch.manual_seed(0)
     loaded = load_network(args.ckpt, "cryores")
-    rows = [score_map(*case, loaded.network, loaded.metadata, args.figure if index == FIGURE_MAP else None)
-            for index, case in enumerate(HELD_OUT)]
+    cases = HELD_OUT if args.cases == "test" else VALIDATION
+    figure = args.figure if args.cases == "test" else None
+    rows = [score_map(*case, loaded.network, loaded.metadata, figure if index == FIGURE_MAP else None, args.overlap)
+            for index, case in enumerate(cases)]
     means = {key: float(np.mean([row[key] for row in rows])) for key in ("network", "network_in_both", "trivial", "classical", "mask_iou")}
     print_table(rows)
     print("mean | " + " | ".join(f"{key} {value:.2f}" for key, value in means.items()))
     wins = sum(row["network"] < row["trivial"] for row in rows)
     print(f"network RMSE below the trivial predictor's on {wins} of {len(rows)} maps")
-    result = {"ckpt": args.ckpt, "maps": rows, "mean": means, "maps_network_below_trivial": wins,
+    result = {"ckpt": args.ckpt, "cases": args.cases, "overlap": args.overlap, "maps": rows, "mean": means, "maps_network_below_trivial": wins,
               "network_beats_trivial": means["network"] < means["trivial"]}
     if not args.skip_timing:
         result["timing_220"] = time_single_map_command(args.ckpt)
