@@ -63,7 +63,7 @@ def main() -> int:
     from cryomaps.cli import main as cli_main
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=64, help="epochs of 60 steps; the cosine schedule spans them")
+    parser.add_argument("--epochs", type=int, default=120, help="epochs of 60 steps; the cosine schedule spans them")
     parser.add_argument("--minutes", type=float, default=100.0, help="wall-time limit of the training loop (a safeguard)")
     parser.add_argument("--run-dir", default="outputs/bundled_cryores")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
