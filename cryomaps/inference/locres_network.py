@@ -18,12 +18,13 @@ together with ``tile_size``, the edge of the training patches.
 patches whose global-resolution label is the median local resolution inside the patch's mask, so
 its global head answers "the typical resolution of this patch" and global + relative is a complete
 local-resolution estimate for that patch. The prepared map is therefore always cut into tiles of
-the training size (:func:`cryomaps.inference.tiling.predict_tiled`, blended overlap); each tile's
-global + relative resolution is blended, which gives the global resolution of the map per region
-without a separate whole-map pass. The reported global resolution is the median of the local
-resolution inside the predicted mask. The mask probability is blended in a second tiling pass that
-replays the first pass's mask-head outputs (the tiler blends one channel). Both are resampled back onto the input map's grid; outside the
-mask the local resolution is ``DEFAULT_BACKGROUND_RESOLUTION`` (100 Å, as the classical mode).
+the training size (:func:`cryomaps.inference.tiling.predict_tiled`, blended, overlapping by half a
+tile); each tile's global + relative resolution is blended, which gives the global resolution of
+the map per region without a separate whole-map pass. The reported global resolution is the median
+of the local resolution inside the predicted mask. The mask probability is blended in a second
+tiling pass that replays the first pass's mask-head outputs (the tiler blends one channel). Both are
+resampled back onto the input map's grid; outside the mask the local resolution is
+``DEFAULT_BACKGROUND_RESOLUTION`` (100 Å, as the classical mode).
 
 Training volumes (:func:`cryomaps.data.synthetic.synthetic_training_volumes`) pass through the
 same preparation (:func:`prepare_training_volume`).
@@ -198,7 +199,9 @@ def predict_local_resolution(
         density_map: the map (any voxel size; data indexed (x, y, z)).
         network: a :class:`cryomaps.models.CryoResNet` in eval mode.
         metadata: its weights file's metadata (:meth:`InputPreparation.to_metadata`).
-        overlap: voxels shared by neighbouring tiles (default: a quarter of a tile).
+        overlap: voxels shared by neighbouring tiles (default: half a tile, so that every voxel
+            blends up to eight tiles' estimates and tile seams vanish; a quarter of a tile is about
+            three times faster at the same accuracy on synthetic maps, with visible seams).
         batch_size: tiles per network call.
         device: torch device (default: CUDA when available, else CPU).
         background: value (Å) written outside the predicted mask.
@@ -232,7 +235,7 @@ def _tiled_heads(network, volume: torch.Tensor, tile_size: int, overlap: int | N
     """
     from cryomaps.inference.tiling import predict_tiled
 
-    overlap = tile_size // 4 if overlap is None else overlap
+    overlap = tile_size // 2 if overlap is None else overlap
     if tile_size % network.stride:
         raise ValueError(f"tile size {tile_size} is not a multiple of the network stride {network.stride}")
     kept_probabilities: list[torch.Tensor] = []
