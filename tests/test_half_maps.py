@@ -113,3 +113,8 @@ def test_half_map_training_without_a_manifest_is_one_line(tmp_path, capsys):
     assert cli_main(["train", f"run_dir={tmp_path / 'run'}", "task=cryores", "data=half_maps_locres"]) == 2
     error = capsys.readouterr().err.strip()
     assert "manifest" in error and "\n" not in error
+    absent = tmp_path / "absent.csv"
+    assert cli_main(["train", f"run_dir={tmp_path / 'run'}", "task=cryores", "data=half_maps_locres",
+                     f"data.train_volumes.manifest={absent}"]) == 2
+    last_line = capsys.readouterr().err.strip().splitlines()[-1]  # (Lightning's seed message may precede it)
+    assert last_line == f"cryomaps train: error: {absent}: cannot read the half-map manifest (No such file or directory)"

@@ -52,10 +52,23 @@ def build_task(config, model_hyperparameters: dict | None = None, frozen_prefixe
 
 
 def build_datamodule(config):
-    """Instantiate ``config.data`` (a LightningDataModule config with ``_target_``)."""
+    """Instantiate ``config.data`` (a LightningDataModule config with ``_target_``).
+
+    Raises:
+        CryomapsError: the one a data provider raised (bad manifest, unreadable map), unwrapped
+            from Hydra's instantiation error so that the command prints it as one line.
+    """
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    return instantiate(config.data, _convert_="all")
+    from cryomaps.errors import CryomapsError
+
+    try:
+        return instantiate(config.data, _convert_="all")
+    except InstantiationException as error:
+        if isinstance(error.__cause__, CryomapsError):
+            raise error.__cause__ from None
+        raise
 
 
 def build_logger(config, run_dir: Path):
