@@ -10,7 +10,6 @@ runs plus the time spent inside the generator alone (from an in-process run).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -81,9 +80,10 @@ def main() -> int:
         )
     load = os.getloadavg()[0]
     print(f"CPU threads: {os.cpu_count()}, load average before the last case: {load:.2f}")
+    from cryomaps.io.atomic import write_json_atomically
+
     output = Path(args.json)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"rows": rows, "cpu_count": os.cpu_count(), "load_average": load}, indent=2) + "\n")
+    write_json_atomically(output, {"rows": rows, "cpu_count": os.cpu_count(), "load_average": load}, indent=2)
     print(f"wrote {output}")
     return 0
 

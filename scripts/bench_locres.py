@@ -15,7 +15,6 @@ Prints a table and writes JSON (``--json``, default bench_results/locres.json).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -148,9 +147,10 @@ def main() -> None:
     results = {"comparison": compare_with_relion(args.device)}
     results["large"] = {"skipped": "--skip-large"} if args.skip_large else time_large_map(args.device)
     print_table(results)
+    from cryomaps.io.atomic import write_json_atomically
+
     path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1))
+    write_json_atomically(path, results)
     print(f"wrote {path}")
 
 

@@ -24,7 +24,6 @@ other seeds, ``--out`` elsewhere), never on the test maps. Also writes a slice f
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -149,9 +148,10 @@ def main() -> int:
     if not args.skip_timing:
         result["timing_220"] = time_single_map_command(args.ckpt)
         print(f"cryomaps locres on a 220³ map at 0.6 Å (CPU): {result['timing_220']['seconds']:.1f} s")
+    from cryomaps.io.atomic import write_json_atomically
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    write_json_atomically(out, result)
     print(f"wrote {out}")
     return 0
 

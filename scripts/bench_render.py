@@ -249,9 +249,10 @@ def main(argv=None) -> int:
                      "comparison": COMPARISON},
         "results": results,
     }
+    from cryomaps.io.atomic import write_json_atomically
+
     output = Path(args.json)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=1))
+    write_json_atomically(output, report)
     print(f"wrote {output}")
     return 0
 

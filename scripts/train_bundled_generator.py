@@ -14,7 +14,6 @@ Every setting is a ``cryomaps train`` override listed below, so the same run is 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from cryomaps.io.weights import BUNDLED_WEIGHTS
@@ -56,8 +55,10 @@ def main() -> int:
     print("cryomaps train " + " ".join(settings))
     status = cli_main(["train", *settings])
     if status == 0:
+        from cryomaps.io.atomic import write_bytes_atomically
+
         BUNDLED.parent.mkdir(exist_ok=True)
-        shutil.copyfile(Path(args.run_dir) / "generator.pt", BUNDLED)
+        write_bytes_atomically(BUNDLED, (Path(args.run_dir) / "generator.pt").read_bytes())
         print(f"copied {args.run_dir}/generator.pt to {BUNDLED}")
     return status
 

@@ -263,3 +263,13 @@ def test_cli_reports_bad_inputs_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert err.startswith("cryomaps info: error: ") and str(path) in err and "\n" not in err
         assert "Traceback" not in err
+
+
+def test_json_reports_are_written_atomically_into_new_folders(tmp_path):
+    import json
+
+    from cryomaps.io.atomic import write_json_atomically
+
+    path = write_json_atomically(tmp_path / "bench" / "report.json", {"rows": [1.5, 2]})
+    assert json.loads(path.read_text()) == {"rows": [1.5, 2]}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]  # no temporary left behind

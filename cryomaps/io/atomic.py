@@ -67,3 +67,11 @@ def write_csv_atomically(path: str | os.PathLike, columns, rows) -> Path:
 def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
     return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+def write_json_atomically(path: str | os.PathLike, data, indent: int = 1) -> Path:
+    """Write ``data`` as JSON (plain Python containers) to ``path`` atomically, creating its folder."""
+    import json
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomically(path, json.dumps(data, indent=indent) + "\n")
