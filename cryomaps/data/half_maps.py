@@ -45,6 +45,22 @@ def threshold_mask(density: DensityMap, smoothing: float = 3.0) -> np.ndarray:
     return smoothed > threshold_otsu(smoothed)
 
 
+def labelled_half_maps(
+    half1: DensityMap, half2: DensityMap, mask: np.ndarray | None = None, window: float = 25.0, threshold: float = 0.143
+) -> dict:
+    """An unprepared volume ``{"map", "locres", "mask", "voxel_size", "origin"}`` on the half maps'
+    grid: their average, their local FSC (``window`` Å, FSC ``threshold``) inside ``mask`` (x, y, z,
+    > 0.5 inside; default :func:`threshold_mask` of the average), and the mask."""
+    from cryomaps.inference.locres_classical import check_same_grid, local_resolution
+
+    grid = check_same_grid(half1, half2)
+    full = DensityMap.from_grid((half1.data + half2.data) / 2, grid)
+    inside = threshold_mask(full) if mask is None else np.asarray(mask) > 0.5
+    locres = local_resolution(half1, half2, inside, window=window, threshold=threshold)
+    return {"map": full.data, "locres": locres.data, "mask": inside.astype(np.float32),
+            "voxel_size": grid.voxel_size, "origin": grid.origin}
+
+
 def half_map_volume(
     half1: DensityMap,
     half2: DensityMap,
@@ -53,25 +69,12 @@ def half_map_volume(
     window: float = 25.0,
     threshold: float = 0.143,
 ) -> dict:
-    """One prepared training volume from two half maps (module docstring).
-
-    Args:
-        half1, half2: the half maps, on one grid.
-        mask: (x, y, z) molecular mask on that grid (> 0.5 inside); default :func:`threshold_mask`.
-        preparation: the network's input-preparation metadata (defaults when None).
-        window, threshold: local-FSC window diameter (Å) and FSC threshold of the labels.
-    """
-    from cryomaps.inference.locres_classical import check_same_grid, local_resolution
+    """One prepared training volume from two half maps (module docstring): :func:`labelled_half_maps`
+    prepared with ``preparation`` (the network's input-preparation metadata; defaults when None)."""
     from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
 
-    grid = check_same_grid(half1, half2)
-    full = DensityMap.from_grid((half1.data + half2.data) / 2, grid)
-    inside = threshold_mask(full) if mask is None else np.asarray(mask) > 0.5
-    locres = local_resolution(half1, half2, inside, window=window, threshold=threshold)
-    volume = {"map": full.data, "locres": locres.data, "mask": inside.astype(np.float32),
-              "voxel_size": grid.voxel_size, "origin": grid.origin}
     settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
-    return prepare_training_volume(volume, settings)
+    return prepare_training_volume(labelled_half_maps(half1, half2, mask, window, threshold), settings)
 
 
 def half_map_volumes(

@@ -526,10 +526,10 @@ def synthetic_training_volumes(
     network's voxel size, or, with ``voxel_size_range`` (Å, low and high), at a voxel size drawn
     uniformly from it per example, so that the network also sees maps resampled as users' maps are.
     ``labels``: ``truth`` (the true local-resolution field) or ``classical`` (the windowed local FSC
-    of the two half maps inside the true mask, :func:`cryomaps.data.half_maps.half_map_volume`, as
+    of the two half maps inside the true mask, :func:`cryomaps.data.half_maps.labelled_half_maps`, as
     labels from experimental half maps would be).
     """
-    from cryomaps.data.half_maps import half_map_volume
+    from cryomaps.data.half_maps import labelled_half_maps
     from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
 
     if labels not in LABEL_KINDS:
@@ -547,9 +547,9 @@ def synthetic_training_volumes(
             finest_b_factor_range,
         )
         if labels == "classical":
-            volumes.append(half_map_volume(result.half1, result.half2, result.mask.data, preparation))
-            continue
-        volume = {"map": result.full.data, "locres": result.true_locres.data, "mask": result.mask.data,
-                  "voxel_size": result.grid.voxel_size, "origin": result.grid.origin}
+            volume = labelled_half_maps(result.half1, result.half2, result.mask.data)
+        else:
+            volume = {"map": result.full.data, "locres": result.true_locres.data, "mask": result.mask.data,
+                      "voxel_size": result.grid.voxel_size, "origin": result.grid.origin}
         volumes.append(prepare_training_volume(volume, settings))
     return volumes
