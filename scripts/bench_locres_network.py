@@ -7,7 +7,10 @@ molecular mask:
 - ``network``: RMSE (Å) of the network's global + relative resolution from the full map
   (``estimate``, before its own masking, so that mask errors are scored separately by the IoU);
 - ``network_in_both``: the same over voxels inside both the true and the predicted mask;
-- ``trivial``: RMSE of the true global resolution (median of the truth inside the mask) everywhere;
+- ``trivial``: RMSE of the true global resolution (median of the truth inside the mask) everywhere
+  (an oracle: a single-map method has to estimate that number);
+- ``network_constant``: RMSE of the network's own global resolution (median inside its mask)
+  everywhere: what the local head adds over the global estimate;
 - ``classical``: RMSE of the windowed local FSC of the two half maps, given the true mask;
 - ``mask_iou``: IoU of the predicted and the true mask.
 
@@ -82,6 +85,7 @@ def score_map(
         "network": local_resolution_rmse(predicted.estimate, truth, inside),
         "network_in_both": local_resolution_rmse(predicted.estimate, truth, in_both),
         "trivial": local_resolution_rmse(trivial, truth, inside),
+        "network_constant": local_resolution_rmse(np.full_like(truth, predicted.median), truth, inside),
         "classical": local_resolution_rmse(classical, truth, inside),
         "mask_iou": float(mask_iou(predicted.mask.data, inside)),
         "network_seconds": predicted.seconds, "classical_seconds": classical_seconds,
@@ -111,7 +115,7 @@ def time_single_map_command(ckpt: str) -> dict:
 
 def print_table(rows: list[dict]) -> None:
     columns = ["structure", "voxel_size", "field", "true_global", "network_global", "network", "network_in_both",
-               "trivial", "classical", "mask_iou"]
+               "network_constant", "trivial", "classical", "mask_iou"]
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns))
@@ -138,7 +142,8 @@ def main() -> int:
     figure = args.figure if args.cases == "test" else None
     rows = [score_map(*case, loaded.network, loaded.metadata, figure if index == FIGURE_MAP else None, args.overlap)
             for index, case in enumerate(cases)]
-    means = {key: float(np.mean([row[key] for row in rows])) for key in ("network", "network_in_both", "trivial", "classical", "mask_iou")}
+    scores = ("network", "network_in_both", "network_constant", "trivial", "classical", "mask_iou")
+    means = {key: float(np.mean([row[key] for row in rows])) for key in scores}
     print_table(rows)
     print("mean | " + " | ".join(f"{key} {value:.2f}" for key, value in means.items()))
     wins = sum(row["network"] < row["trivial"] for row in rows)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -21,6 +23,7 @@ from cryomaps.models import (
     local_resolution_map,
     relative_resolution_bins,
 )
+from cryomaps.models.cryores import log_power_spectrum
 
 TINY_GENERATOR = [4, 8, 16]  # stride 4
 
@@ -172,6 +175,56 @@ def test_soft_argmax_reaches_the_extreme_global_bins():
         network.global_head[-1].bias.copy_(torch.tensor([50.0] + [0.0] * 9))
         network.global_head[-1].weight.zero_()
         assert torch.allclose(network(torch.randn(1, 1, 4, 4, 4)).global_resolution, torch.tensor([1.0]))
+
+
+def _reference_tukey(length: int) -> np.ndarray:
+    """Tukey window with cosine ramps over a quarter of the length at each end (as scipy.signal.windows.tukey(n, 0.5))."""
+    x = np.linspace(0.0, 1.0, length)
+    window = np.ones(length)
+    low, high = x < 0.25, x > 0.75
+    window[low] = 0.5 * (1 + np.cos(2 * np.pi / 0.5 * (x[low] - 0.25)))
+    window[high] = 0.5 * (1 + np.cos(2 * np.pi / 0.5 * (x[high] - 0.75)))
+    return window
+
+
+def _reference_log_power_spectrum(volume: np.ndarray, shells: int) -> np.ndarray:
+    """Float64 numpy reference of log_power_spectrum for one (X, Y, Z) volume, full complex FFT."""
+    centred = volume - volume.mean()
+    tapers = [_reference_tukey(n) for n in volume.shape]
+    taper = tapers[0][:, None, None] * tapers[1][None, :, None] * tapers[2][None, None, :]
+    power = np.abs(np.fft.fftn(centred * taper)) ** 2 / np.sum(taper**2)
+    frequency = np.meshgrid(*[np.fft.fftfreq(n) for n in volume.shape], indexing="ij")
+    shell = np.floor(np.sqrt(sum(f**2 for f in frequency)) / 0.5 * shells).astype(int)
+    return np.array([np.log10(power[shell == i].mean() + 1e-6) for i in range(shells)])
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 32), (24, 28, 20)])
+def test_log_power_spectrum_matches_a_float64_full_fft_reference(shape):
+    volume = np.random.default_rng(1).normal(size=shape)
+    volume = np.cumsum(volume, axis=0) * 0.3 + volume  # not white: a falling spectrum along x
+    ours = log_power_spectrum(torch.from_numpy(volume)[None, None], 12)[0].numpy()
+    np.testing.assert_allclose(ours, _reference_log_power_spectrum(volume, 12), atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_log_power_spectrum_of_white_noise_is_flat_at_its_variance(size):
+    noise = 3.0 * torch.randn(8, 1, size, size, size, dtype=torch.float64)
+    mean_spectrum = log_power_spectrum(noise, 16).mean(dim=0)
+    assert torch.all((mean_spectrum[3:] - math.log10(9.0)).abs() < 0.05)
+
+
+def test_spectral_global_head_sees_the_noise_level():
+    network = build_cryores("small", levels=3, spectral_shells=16)
+    assert network.global_head[0].in_features == 32 + 16
+    volume = torch.randn(2, 1, 16, 16, 16)
+    output = network(volume)
+    output.global_resolution.sum().backward()
+    spectral_weights = network.global_head[0].weight.grad[:, 32:]
+    assert spectral_weights.abs().sum() > 0
+    with torch.no_grad():
+        network.global_head[0].weight[:, :32] = 0  # only the spectrum reaches the global head now
+        quiet, loud = network(volume).global_resolution, network(volume * 10).global_resolution
+    assert not torch.allclose(quiet, loud)
 
 
 def _fake_output(mask_logits: torch.Tensor) -> CryoResOutput:

@@ -5,6 +5,12 @@ Input: one z-scored map (B, 1, X, Y, Z), X, Y, Z multiples of ``stride``. Heads:
 * global resolution: soft-argmax over 10 bins centred at 1, 2, …, 10 Å, from the globally
   average-pooled bottleneck through a small MLP (the published head had ~19 M parameters; this one
   has a few thousand). Returns logits (B, 10) and the expected value (B,) in Å, within [1, 10].
+  With ``spectral_shells`` > 0 the MLP also receives the input's radially averaged log power
+  spectrum (:func:`log_power_spectrum`, our addition to the published design): a map's FSC
+  resolution is where its signal power falls to a fixed multiple of the white-noise floor (for the
+  average of two half maps with noise power N each, FSC = 0.143 where the full map's power is
+  2N/3, i.e. 4/3 of its own floor N/2), which the spectrum shows directly and pooled convolution
+  features only approximate.
 * relative local resolution: per-voxel 37-bin distribution over −5…+5 Å (centres −5…−1 step 0.5,
   −0.9…0.9 step 0.1, 1…5 step 0.5). Returns logits (B, 37, X, Y, Z) and the expected value
   (B, 1, X, Y, Z) in Å.
@@ -96,17 +102,21 @@ class CryoResNet(nn.Module):
         base_width: channels of the finest level; level i has base_width · 2^i.
         levels: number of resolution levels (2 or more); ``stride`` = 2^(levels − 1).
         global_hidden: width of the hidden layer of the global-resolution MLP.
+        spectral_shells: shells of the log power spectrum given to the global MLP (0: none, as published).
 
     Attributes:
         stride: every spatial size of the input must be a multiple of it.
     """
 
-    def __init__(self, in_channels: int = 1, base_width: int = 16, levels: int = 3, global_hidden: int = 64):
+    def __init__(
+        self, in_channels: int = 1, base_width: int = 16, levels: int = 3, global_hidden: int = 64, spectral_shells: int = 0
+    ):
         super().__init__()
         if levels < 2:
             raise ValueError("CryoResNet needs at least two levels")
         widths = [base_width * 2**level for level in range(levels)]
         self.stride = 2 ** (levels - 1)
+        self.spectral_shells = spectral_shells
         self.encoder = nn.ModuleList(
             GroupNormResidualBlock(w_in, w_out) for w_in, w_out in zip([in_channels, *widths[:-1]], widths)
         )
@@ -116,7 +126,7 @@ class CryoResNet(nn.Module):
         self.pool = nn.MaxPool3d(kernel_size=2)
         global_bins, relative_bins = global_resolution_bins(), relative_resolution_bins()
         self.global_head = nn.Sequential(
-            nn.Linear(widths[-1], global_hidden), nn.SiLU(), nn.Linear(global_hidden, len(global_bins))
+            nn.Linear(widths[-1] + spectral_shells, global_hidden), nn.SiLU(), nn.Linear(global_hidden, len(global_bins))
         )
         self.relative_head = nn.Conv3d(widths[0], len(relative_bins), kernel_size=1)
         self.mask_head = nn.Conv3d(widths[0], 1, kernel_size=1)
@@ -129,7 +139,10 @@ class CryoResNet(nn.Module):
         skips = self._encode(volume)
         bottleneck = skips.pop()
         features = self._decode(bottleneck, skips)
-        global_logits = self.global_head(bottleneck.mean(dim=(2, 3, 4)))
+        global_features = bottleneck.mean(dim=(2, 3, 4))
+        if self.spectral_shells:
+            global_features = torch.cat([global_features, log_power_spectrum(volume, self.spectral_shells)], dim=1)
+        global_logits = self.global_head(global_features)
         relative_logits = self.relative_head(features)
         return CryoResOutput(
             global_logits=global_logits,
@@ -153,6 +166,62 @@ class CryoResNet(nn.Module):
             skip = skips[level]
             features = self.decoder[level](torch.cat([skip, upsample_like(features, skip)], dim=1))
         return features
+
+
+def log_power_spectrum(volume: torch.Tensor, shells: int) -> torch.Tensor:
+    """Radially averaged log10 power spectrum (B, shells) of the first channel of ``volume`` (B, C, X, Y, Z).
+
+    Each volume has its mean removed and is tapered by a separable Tukey window (:func:`tukey_taper`,
+    so that the box edge does not leak low-frequency power into high shells), then Fourier transformed; shell ``i`` holds
+    the mean power at frequencies |f| in [i, i + 1) · f_N / ``shells`` (f in cycles per voxel,
+    f_N = 0.5, the Nyquist frequency), so shells mean the same frequencies for any box size. Power
+    is divided by the sum of the squared taper, so white noise of unit variance gives about 0 in
+    every shell but the first, whatever the box size.
+    """
+    signal = volume[:, 0]
+    signal = signal - signal.mean(dim=(1, 2, 3), keepdim=True)
+    taper_energy = 1.0
+    for axis, length in enumerate(signal.shape[1:], start=1):
+        taper = tukey_taper(length, dtype=signal.dtype, device=signal.device)
+        shape = [1, 1, 1, 1]
+        shape[axis] = length
+        signal = signal * taper.reshape(shape)
+        taper_energy = taper_energy * taper.square().sum()
+    power = torch.fft.rfftn(signal, dim=(1, 2, 3)).abs().square() / taper_energy
+    shell_index, multiplicity = _rfft_shells(signal.shape[1:], shells, signal.device, power.dtype)
+    weighted = (power * multiplicity).flatten(1)
+    shell_index, multiplicity = shell_index.flatten(), multiplicity.flatten()
+    inside = shell_index < shells
+    totals = weighted.new_zeros(weighted.shape[0], shells).index_add_(1, shell_index[inside], weighted[:, inside])
+    counts = weighted.new_zeros(shells).index_add_(0, shell_index[inside], multiplicity[inside]).clamp(min=1)
+    return torch.log10(totals / counts + 1e-6)
+
+
+def tukey_taper(length: int, ramp_fraction: float = 0.5, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Tukey window (length,): 1 in the middle, raised-cosine ramps over ``ramp_fraction / 2`` of the
+    length at each end (0 at the end points). Keeps about twice the energy of a Hann window
+    (sum of squares ≈ 0.69·length for the default, 0.375·length for Hann) with the same smooth edges."""
+    position = torch.linspace(0.0, 1.0, length, dtype=dtype, device=device)
+    edge_distance = torch.minimum(position, 1.0 - position)
+    ramp = 0.5 * (1.0 - torch.cos(2.0 * math.pi * edge_distance / ramp_fraction))
+    return torch.where(edge_distance < ramp_fraction / 2, ramp, torch.ones_like(position))
+
+
+def _rfft_shells(shape, shells: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shell index (int64; ``shells`` and above lie beyond Nyquist) and multiplicity of every rfftn
+    frequency of a box of ``shape``, both of the rfftn output's shape. The multiplicity counts the
+    mirrored frequency that the half spectrum leaves out (2, or 1 on the last axis's 0 and Nyquist
+    planes), so shell means equal those over the full spectrum."""
+    last = shape[-1]
+    frequencies = [torch.fft.fftfreq(n, dtype=torch.float64, device=device) for n in shape[:-1]]
+    frequencies.append(torch.fft.rfftfreq(last, dtype=torch.float64, device=device))
+    grids = torch.meshgrid(*frequencies, indexing="ij")
+    radius = torch.sqrt(sum(grid.square() for grid in grids))
+    multiplicity = torch.full(radius.shape, 2.0, dtype=dtype, device=device)
+    multiplicity[..., 0] = 1.0
+    if last % 2 == 0:
+        multiplicity[..., -1] = 1.0
+    return torch.floor(radius / 0.5 * shells).long(), multiplicity
 
 
 def soft_argmax(logits: torch.Tensor, bin_centres: torch.Tensor, dim: int) -> torch.Tensor:
