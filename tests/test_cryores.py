@@ -15,9 +15,10 @@ from cryomaps.inference.locres_network import (
     InputPreparation,
     prepare_map,
     prepare_training_volume,
+    resampling_grid,
     threshold_box,
 )
-from cryomaps.io import DensityMap, Grid, read_map, sample_map, write_map
+from cryomaps.io import DensityMap, Grid, read_map, resample_map, sample_map, write_map
 from cryomaps.io.weights import bundled_weights_path, load_network
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
 
@@ -44,17 +45,37 @@ def test_prepare_map_resamples_crops_normalises_and_pads():
     assert all(n % 4 == 0 for n in prepared.volume.shape)
     np.testing.assert_allclose(prepared.grid.voxel_size, 1.0)
     assert np.all(prepared.grid.origin >= density.origin - 1e-4)
-    # The crop holds the blob and its margin, far smaller than the 28 x 25 x 21 Å box.
+    # The crop holds the blob and its margin, smaller than the 28 x 25 x 21 Å box.
     peak = prepared.grid.index_to_world(np.argwhere(prepared.volume == prepared.volume.max()))[0]
     np.testing.assert_allclose(peak, [8.0, 14.0, 16.0], atol=1.0)
-    assert max(prepared.volume.shape) <= 20
-    # z-scored inside the crop (the padding is zeros at the high end).
-    unpadded = prepared.volume[tuple(slice(0, n) for n in _unpadded_shape(prepared.volume))]
-    assert abs(unpadded.mean()) < 1e-4 and abs(unpadded.std() - 1.0) < 1e-4
+    assert prepared.volume.size < 0.8 * 28 * 25 * 21
+    # z-scored with the statistics of the 3σ box (which lies inside the crop); zero padding at the high end.
+    resampled = resample_map(density, resampling_grid(density.grid, 1.0))
+    box = threshold_box(resampled.data, 3.0, 4)
+    start = np.rint((prepared.grid.origin - resampled.grid.origin) / 1.0).astype(int)
+    statistics = prepared.volume[tuple(slice(b.start - a, b.stop - a) for b, a in zip(box, start))]
+    assert statistics.shape == resampled.data[box].shape
+    assert abs(statistics.mean()) < 1e-4 and abs(statistics.std() - 1.0) < 1e-4
     # Same geometry: inside the crop the prepared values are the original map's, rescaled.
+    unpadded = prepared.volume[tuple(slice(0, n) for n in _unpadded_shape(prepared.volume))]
     crop = Grid(unpadded.shape, prepared.grid.voxel_size, prepared.grid.origin)
     original = sample_map(density, crop.voxel_centres())
     assert np.corrcoef(original, unpadded.reshape(-1))[0, 1] > 0.9999
+
+
+def test_crop_keeps_a_weak_low_resolution_domain_beside_a_sharp_core():
+    """Half of a helix bundle at 3 Å dominates the 3σ threshold; the 6 Å half must stay in the crop."""
+    bundle = helix_bundle(n_x=6, n_y=2, n_residues=30)
+    pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords, 3.0, 6.0), finest_b_factor=120.0, seed=5)
+    preparation = InputPreparation()
+    coarse_atoms = pair.grid.world_to_index(bundle.coords[pair.atom_resolution > 4.5])
+    box = threshold_box(pair.full.data, 3.0, 8)
+    assert np.mean(coarse_atoms[:, 0] < box[0].stop) < 0.5  # the published 3σ box alone loses most of it
+    prepared = prepare_map(pair.full, preparation, stride=4)
+    low = prepared.grid.origin
+    high = low + (np.asarray(prepared.volume.shape) - 1) * preparation.voxel_size
+    coords = bundle.coords
+    assert np.all((coords >= low) & (coords <= high))
 
 
 def _unpadded_shape(volume: np.ndarray) -> tuple[int, ...]:
@@ -174,8 +195,7 @@ def test_single_map_locres_with_a_trained_checkpoint(tmp_path, tiny_run, capsys)
 
 
 def test_single_map_locres_with_the_bundled_network(tmp_path, capsys):
-    if not bundled_weights_path("cryores").is_file():
-        pytest.skip("bundled CryoRes weights not trained yet (scripts/train_bundled_cryores.py)")
+    assert bundled_weights_path("cryores").is_file(), "the package ships cryomaps/weights/cryores_small.pt"
     started = time.perf_counter()
     locres, mask, density, line = run_single_map(tmp_path, None, capsys)
     check_on_input_grid(locres, mask, density)
@@ -184,6 +204,23 @@ def test_single_map_locres_with_the_bundled_network(tmp_path, capsys):
     assert 2.0 < np.median(inside) < 10.0
     assert f"median {np.median(inside):.2f}" in line
     assert time.perf_counter() - started < 60
+
+
+def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half():
+    """Oracle: the synthetic truth. The network sees only the average of the half maps."""
+    from cryomaps.inference.locres_network import predict_local_resolution
+
+    bundle = helix_bundle(n_x=6, n_y=2, n_residues=30)
+    pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords, 3.0, 6.0), finest_b_factor=120.0, seed=5)
+    loaded = load_network(bundled_weights_path("cryores"), "cryores")
+    estimate = predict_local_resolution(pair.full, loaded.network, loaded.metadata, device="cpu").estimate.data
+    truth, inside = pair.true_locres.data, pair.mask.data > 0.5
+    fine, coarse = inside & (truth < 4.5), inside & (truth > 4.5)
+    assert 2.5 < np.median(estimate[fine]) < 4.0
+    assert 5.0 < np.median(estimate[coarse]) < 8.0
+    network_rmse = np.sqrt(np.mean((estimate[inside] - truth[inside]) ** 2))
+    trivial_rmse = np.sqrt(np.mean((np.median(truth[inside]) - truth[inside]) ** 2))
+    assert network_rmse < 0.6 * trivial_rmse
 
 
 def test_single_map_options_are_refused_with_half_maps(tmp_path, capsys):

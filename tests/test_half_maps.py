@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cryomaps.cli import main as cli_main
-from cryomaps.data.half_maps import half_map_volume, read_half_map_manifest, threshold_mask
+from cryomaps.data.half_maps import half_map_volume, read_half_map_manifest
+from cryomaps.metrics.masks import threshold_mask
 from cryomaps.data.synthetic import helix_bundle, synthesize_half_maps, two_region_resolution, write_synthetic
 from cryomaps.errors import InputError
 from cryomaps.io.weights import load_network

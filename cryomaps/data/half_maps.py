@@ -9,7 +9,7 @@ maps labelled as an experimentalist would label them. Each volume is
 - ``map``: the average of the two half maps (the map a user would give the network);
 - ``locres``: windowed local FSC of the half maps (:func:`cryomaps.inference.locres_classical.local_resolution`,
   ``window`` Å, FSC ``threshold``) inside the mask;
-- ``mask``: the given mask (> 0.5 inside), or, without one, :func:`threshold_mask` of the average
+- ``mask``: the given mask (> 0.5 inside), or, without one, :func:`cryomaps.metrics.masks.threshold_mask` of the average
   (Otsu threshold of the map smoothed by 3 Å).
 
 **Half-map manifest** (CSV, one row per pair): ``half1``, ``half2`` (map files), optional ``mask``
@@ -30,19 +30,10 @@ import numpy as np
 
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap
+from cryomaps.metrics.masks import threshold_mask
 
 MANIFEST_COLUMNS = ("half1", "half2")
 SPLITS = ("train", "val")
-
-
-def threshold_mask(density: DensityMap, smoothing: float = 3.0) -> np.ndarray:
-    """Molecular mask (x, y, z) bool: the map smoothed by a Gaussian of ``smoothing`` Å (SD), above
-    its Otsu threshold (smoothing averages the noise away, leaving molecule and solvent as two modes)."""
-    from scipy.ndimage import gaussian_filter
-    from skimage.filters import threshold_otsu
-
-    smoothed = gaussian_filter(density.data.astype(np.float64), sigma=smoothing / np.asarray(density.voxel_size))
-    return smoothed > threshold_otsu(smoothed)
 
 
 def labelled_half_maps(
@@ -50,7 +41,7 @@ def labelled_half_maps(
 ) -> dict:
     """An unprepared volume ``{"map", "locres", "mask", "voxel_size", "origin"}`` on the half maps'
     grid: their average, their local FSC (``window`` Å, FSC ``threshold``) inside ``mask`` (x, y, z,
-    > 0.5 inside; default :func:`threshold_mask` of the average), and the mask."""
+    > 0.5 inside; default :func:`cryomaps.metrics.masks.threshold_mask` of the average), and the mask."""
     from cryomaps.inference.locres_classical import check_same_grid, local_resolution
 
     grid = check_same_grid(half1, half2)

@@ -4,12 +4,15 @@
 
 1. resample the map trilinearly to the network's isotropic voxel size (``voxel_size`` Å, 1 Å by
    default) over the same box (:func:`cryomaps.io.resample_map`);
-2. crop to the bounding box of the voxels above mean + ``threshold_sigmas``·SD (3, as published),
-   widened by ``crop_margin`` Å on every side (kept within the box) so that weak, low-resolution
-   density next to the strong core and some solvent stay in view;
-3. z-score with the mean and SD of that crop (box-size independent, unlike statistics over the
-   whole box, whose solvent fraction varies from map to map);
-4. zero-pad (0 = the crop's mean) at the high end of each axis to a multiple of the network's stride.
+2. z-score with the mean and SD of the bounding box of the voxels above mean +
+   ``threshold_sigmas``·SD (3, as published), widened by ``crop_margin`` Å on every side (kept
+   within the box): statistics that do not depend on how much solvent the box holds;
+3. crop to that box, widened further to the bounding box (plus ``crop_margin``) of the molecular
+   mask of :func:`cryomaps.metrics.masks.threshold_mask` (Otsu threshold of the map smoothed by
+   3 Å). A sharp region can dominate the 3σ threshold so much that a weak, low-resolution domain
+   (a flexible 6 Å region next to a 3 Å core) falls outside that box; the smoothed mask keeps it in
+   view, with the same normalisation;
+4. zero-pad (0 = the mean of step 2) at the high end of each axis to a multiple of the network's stride.
 
 The settings travel with the weights as plain metadata (:meth:`InputPreparation.to_metadata`),
 together with ``tile_size``, the edge of the training patches.
@@ -43,6 +46,7 @@ import numpy as np
 import torch
 
 from cryomaps.io import DensityMap, Grid, resample_map
+from cryomaps.metrics.masks import threshold_mask
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
 
 
@@ -99,8 +103,10 @@ def prepare_map(density_map: DensityMap, preparation: InputPreparation, stride: 
     resampled = resample_map(density_map, resampling_grid(density_map.grid, preparation.voxel_size))
     margin = int(math.ceil(preparation.crop_margin / preparation.voxel_size))
     box = threshold_box(resampled.data, preparation.threshold_sigmas, margin)
+    statistics = resampled.data[box]
+    box = widen_to_mask(box, threshold_mask(resampled), margin)
     crop = resampled.data[box]
-    scaled = (crop - crop.mean()) / max(float(crop.std()), 1e-12)
+    scaled = (crop - statistics.mean()) / max(float(statistics.std()), 1e-12)
     padding = [(0, -length % stride) for length in crop.shape]
     volume = np.pad(scaled, padding).astype(np.float32)
     start = np.array([axis.start for axis in box])
@@ -125,6 +131,17 @@ def threshold_box(data: np.ndarray, sigmas: float, margin: int) -> tuple[slice, 
         return tuple(slice(0, n) for n in data.shape)
     low = np.maximum(above.min(axis=0) - margin, 0)
     high = np.minimum(above.max(axis=0) + margin + 1, data.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
+def widen_to_mask(box: tuple[slice, slice, slice], mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
+    """``box`` widened to also hold the bounding box of ``mask`` (x, y, z bool) plus ``margin`` voxels,
+    within the map; ``box`` itself when the mask is empty."""
+    inside = np.argwhere(mask)
+    if len(inside) == 0:
+        return box
+    low = np.minimum([axis.start for axis in box], np.maximum(inside.min(axis=0) - margin, 0))
+    high = np.maximum([axis.stop for axis in box], np.minimum(inside.max(axis=0) + margin + 1, mask.shape))
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 

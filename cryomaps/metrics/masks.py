@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryomaps.io import Grid
+from cryomaps.io import DensityMap, Grid
 
 # Atom-voxel pairs examined at once by atom_mask; bounds its memory to a few tens of MB.
 _PAIRS_PER_BLOCK = 1 << 19
@@ -93,3 +93,13 @@ def mask_iou(pred_mask, ref_mask, threshold: float = 0.5) -> float:
     if union == 0:
         return 1.0
     return np.count_nonzero(pred_inside & ref_inside) / union
+
+
+def threshold_mask(density: DensityMap, smoothing: float = 3.0) -> np.ndarray:
+    """Molecular mask (x, y, z) bool: the map smoothed by a Gaussian of ``smoothing`` Å (SD), above
+    its Otsu threshold (smoothing averages the noise away, leaving molecule and solvent as two modes)."""
+    from scipy.ndimage import gaussian_filter
+    from skimage.filters import threshold_otsu
+
+    smoothed = gaussian_filter(density.data.astype(np.float64), sigma=smoothing / np.asarray(density.voxel_size))
+    return smoothed > threshold_otsu(smoothed)
