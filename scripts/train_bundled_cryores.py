@@ -1,7 +1,6 @@
 """Train the bundled CryoRes network (cryomaps/weights/cryores_small.pt) on CPU.
 
-Reproduces the shipped weights: the 3-level small CryoRes network whose global head also reads the
-input's 16-shell log power spectrum (``model=cryores_bundled``)
+Reproduces the shipped weights: the 3-level small CryoRes network (``model=cryores_bundled``)
 trained on 60 synthetic maps with known local resolution
 (:func:`cryomaps.data.synthetic.synthetic_training_volumes`): randomly rotated helix bundles of
 random size, the example peptide and three real models from the shared data (2va0A_99res,
