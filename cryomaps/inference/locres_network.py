@@ -126,22 +126,26 @@ def threshold_box(data: np.ndarray, sigmas: float, margin: int) -> tuple[slice, 
 
     The whole box when no voxel exceeds the threshold.
     """
-    above = np.argwhere(data > data.mean() + sigmas * data.std())
-    if len(above) == 0:
-        return tuple(slice(0, n) for n in data.shape)
-    low = np.maximum(above.min(axis=0) - margin, 0)
-    high = np.minimum(above.max(axis=0) + margin + 1, data.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    box = mask_box(data > data.mean() + sigmas * data.std(), margin)
+    return tuple(slice(0, n) for n in data.shape) if box is None else box
 
 
 def widen_to_mask(box: tuple[slice, slice, slice], mask: np.ndarray, margin: int) -> tuple[slice, slice, slice]:
-    """``box`` widened to also hold the bounding box of ``mask`` (x, y, z bool) plus ``margin`` voxels,
-    within the map; ``box`` itself when the mask is empty."""
+    """``box`` widened to also hold :func:`mask_box` of ``mask``; ``box`` itself when the mask is empty."""
+    extra = mask_box(mask, margin)
+    if extra is None:
+        return box
+    return tuple(slice(min(a.start, b.start), max(a.stop, b.stop)) for a, b in zip(box, extra))
+
+
+def mask_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice] | None:
+    """Slices of the bounding box of the true voxels of ``mask`` (x, y, z bool), widened by ``margin``
+    voxels and kept within the array; None when no voxel is true."""
     inside = np.argwhere(mask)
     if len(inside) == 0:
-        return box
-    low = np.minimum([axis.start for axis in box], np.maximum(inside.min(axis=0) - margin, 0))
-    high = np.maximum([axis.stop for axis in box], np.minimum(inside.max(axis=0) + margin + 1, mask.shape))
+        return None
+    low = np.maximum(inside.min(axis=0) - margin, 0)
+    high = np.minimum(inside.max(axis=0) + margin + 1, mask.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
