@@ -1,21 +1,28 @@
-"""Train the bundled CryoRes network (cryomaps/weights/cryores_small.pt) on CPU.
+"""Train the bundled CryoRes network (cryomaps/weights/cryores_small.pt) on CPU, in two stages.
 
-Reproduces the shipped weights: the 3-level small CryoRes network (``model=cryores_bundled``)
-trained on 60 synthetic maps with known local resolution
-(:func:`cryomaps.data.synthetic.synthetic_training_volumes`): randomly rotated helix bundles of
-random size, the example peptide and three real models from the shared data (2va0A_99res,
-1rb8_645res, 3j6r_2868res), radial or two-region resolution fields at 2.5–8 Å, a range of noise
-levels, each rendered at a random voxel size of 0.7–1.5 Å and resampled to the network's 1 Å.
-Validation volumes use other seeds. AdamW at 2e-3 with a per-step cosine decay over ``--epochs``
-epochs of 60 steps (8 patches of 32³); ``--minutes`` only guards the wall time. The exported
-weights are then copied into the package. Run from the repository root with the shared data in
-place::
+The 3-level small CryoRes network (``model=cryores_bundled``) is trained on synthetic maps with
+known local resolution (:func:`cryomaps.data.synthetic.synthetic_training_volumes`): randomly
+rotated helix bundles of random size, the example peptide and real models from the shared data,
+radial or two-region resolution fields at 2.5–8 Å, a range of noise levels, each map rendered at a
+random voxel size of 0.7–1.5 Å and resampled to the network's 1 Å. Validation volumes use other
+seeds; 5fuu_2494res (the unseen structure of ``scripts/bench_locres_network.py``) is never used.
 
-    python scripts/train_bundled_cryores.py [--epochs 120] [--run-dir outputs/bundled_cryores]
+1. ``--stage scratch``: from random weights on 60 maps (seeds 0–59; helix bundles, the peptide,
+   2va0A_99res, 1rb8_645res, 3j6r_2868res), AdamW at 2e-3 with a per-step cosine decay over 120
+   epochs of 60 steps (8 patches of 32³): about 70 min on 2 cores.
+2. ``--stage finetune``: ``cryomaps finetune`` from the first stage's weights on 240 new maps
+   (seeds 3000–3239, the same kinds plus 5fjj_5631res), AdamW at 1e-3 with a cosine decay over 30
+   epochs of 240 steps: about 75 min.
 
-Every setting is a ``cryomaps train`` override listed below, so the same run is also::
+Each stage writes its run folder; ``--stage finetune`` then copies its weights into the package
+(the shipped file). ``--minutes`` only guards the wall time. Run from the repository root with
+the shared data in place::
 
-    cryomaps train <the overrides printed by this script>
+    python scripts/train_bundled_cryores.py --stage scratch   [--run-dir outputs/bundled_cryores]
+    python scripts/train_bundled_cryores.py --stage finetune  [--from outputs/bundled_cryores/cryores.pt]
+
+Every setting is a ``cryomaps train`` / ``cryomaps finetune`` override listed below, so each stage is
+also the command the script prints.
 """
 
 from __future__ import annotations
@@ -27,18 +34,25 @@ from cryomaps.io.weights import BUNDLED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["cryores"]  # the tracked file, also when not installed editable
-STRUCTURES = "[helix_bundle,helix_bundle,example_peptide,2va0A_99res.pdb.gz,1rb8_645res.pdb,3j6r_2868res.pdb]"
+SCRATCH_STRUCTURES = "[helix_bundle,helix_bundle,example_peptide,2va0A_99res.pdb.gz,1rb8_645res.pdb,3j6r_2868res.pdb]"
+FINETUNE_STRUCTURES = SCRATCH_STRUCTURES[:-1] + ",5fjj_5631res.cif]"
+STAGES = {  # stage: (command, run folder, maps, first seed, structures, learning rate, epochs)
+    "scratch": ("train", "outputs/bundled_cryores", 60, 0, SCRATCH_STRUCTURES, 2e-3, 120),
+    "finetune": ("finetune", "outputs/bundled_cryores_finetune", 240, 3000, FINETUNE_STRUCTURES, 1e-3, 30),
+}
 
 
-def overrides(run_dir: str, epochs: int, minutes: float) -> list[str]:
-    """The ``cryomaps train`` overrides of the bundled CryoRes training run."""
+def overrides(stage: str, run_dir: str, minutes: float, start_from: str) -> list[str]:
+    """The ``cryomaps train`` (scratch) or ``cryomaps finetune`` overrides of one training stage."""
+    _, _, maps, first_seed, structures, learning_rate, epochs = STAGES[stage]
     hours, remainder = divmod(int(round(minutes * 60)), 3600)
-    return [
+    settings = [
         "task=cryores",
         "model=cryores_bundled",
         f"run_dir={run_dir}",
-        "data.train_volumes.count=60",
-        f"data.train_volumes.structures={STRUCTURES}",
+        f"data.train_volumes.count={maps}",
+        f"data.train_volumes.seed={first_seed}",
+        f"data.train_volumes.structures={structures}",
         "data.train_volumes.voxel_size_range=[0.7,1.5]",
         "data.val_volumes.count=6",
         "data.patch_size=32",
@@ -46,7 +60,7 @@ def overrides(run_dir: str, epochs: int, minutes: float) -> list[str]:
         "data.samples_per_volume=8",
         "data.queue_length=160",
         "data.val_samples_per_volume=8",
-        "task.learning_rate=2e-3",
+        f"task.learning_rate={learning_rate:g}",
         "task.lr_schedule=cosine",
         f"trainer.max_epochs={epochs}",
         f"+trainer.max_time=00:{hours:02d}:{remainder // 60:02d}:{remainder % 60:02d}",
@@ -56,26 +70,31 @@ def overrides(run_dir: str, epochs: int, minutes: float) -> list[str]:
         "checkpoint.every_n_train_steps=50",
         "seed=0",
     ]
+    return settings + ([f"ckpt={start_from}"] if stage == "finetune" else [])
 
 
 def main() -> int:
     from cryomaps.cli import main as cli_main
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=120, help="epochs of 60 steps; the cosine schedule spans them")
+    parser.add_argument("--stage", choices=tuple(STAGES), required=True)
+    parser.add_argument("--run-dir", default=None, help="run folder (default: the stage's, see STAGES)")
+    parser.add_argument("--from", dest="start_from", default=f"{STAGES['scratch'][1]}/cryores.pt",
+                        help="weights the finetune stage starts from (the scratch stage's)")
     parser.add_argument("--minutes", type=float, default=100.0, help="wall-time limit of the training loop (a safeguard)")
-    parser.add_argument("--run-dir", default="outputs/bundled_cryores")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     args = parser.parse_args()
-    settings = overrides(args.run_dir, args.epochs, args.minutes) + (["resume=true"] if args.resume else [])
-    print("cryomaps train " + " ".join(settings))
-    status = cli_main(["train", *settings])
-    if status == 0:
+    command, default_run_dir = STAGES[args.stage][:2]
+    run_dir = args.run_dir or default_run_dir
+    settings = overrides(args.stage, run_dir, args.minutes, args.start_from) + (["resume=true"] if args.resume else [])
+    print(f"cryomaps {command} " + " ".join(settings))
+    status = cli_main([command, *settings])
+    if status == 0 and args.stage == "finetune":
         from cryomaps.io.atomic import write_bytes_atomically
 
         BUNDLED.parent.mkdir(exist_ok=True)
-        write_bytes_atomically(BUNDLED, (Path(args.run_dir) / "cryores.pt").read_bytes())
-        print(f"copied {args.run_dir}/cryores.pt to {BUNDLED}")
+        write_bytes_atomically(BUNDLED, (Path(run_dir) / "cryores.pt").read_bytes())
+        print(f"copied {run_dir}/cryores.pt to {BUNDLED}")
     return status
 
 
