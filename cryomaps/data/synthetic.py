@@ -233,7 +233,7 @@ def expected_fsc_table(
     """Tabulate the expected signal and noise shell powers of the estimator's window (module doc)."""
     import torch
 
-    from cryomaps.inference.locres_classical import frequency_shells, window_geometry
+    from cryomaps.inference.locres_classical import frequency_shells, nyquist_resolution, window_geometry
     from cryomaps.render import peng_coefficients
 
     geometry = window_geometry(voxel_size, window, soft_edge, shape, dtype=torch.float64)
@@ -258,7 +258,7 @@ def expected_fsc_table(
         power = torch.fft.rfftn(autocorrelation * row[voxel_to_unique]).real[::2, ::2, ::2]
         signal.append((power.reshape(-1) @ per_voxel).numpy())
     noise = float((weights**2).sum()) * per_voxel.sum(dim=0).numpy()
-    finest = 2.0 * float(np.max(geometry.voxel_size))
+    finest = nyquist_resolution(geometry.voxel_size)
     return ExpectedFsc(np.array(signal), noise, shells.frequency, finest, max(window, finest), threshold)
 
 

@@ -100,6 +100,11 @@ def fast_fft_size(minimum: int) -> int:
         size += 1
 
 
+def nyquist_resolution(voxel_size) -> float:
+    """Finest resolution (Å) a map of ``voxel_size`` (Å, scalar or per axis) can hold: twice its coarsest voxel edge."""
+    return 2.0 * float(np.max(voxel_size))
+
+
 def raised_cosine(distance: torch.Tensor, radius: float, soft_edge: float) -> torch.Tensor:
     """Weight 1 for ``distance <= radius - soft_edge/2``, 0 beyond ``radius + soft_edge/2`` (Å),
     a raised cosine in between (0.5 at ``radius``)."""
@@ -320,7 +325,7 @@ def estimate_step_resolutions(
         views.append(padded)
     shells = frequency_shells(box, geometry.voxel_size, device=half1.device, dtype=half1.dtype)
     weights = geometry.weights.to(device=half1.device, dtype=half1.dtype)
-    finest = 2.0 * float(np.max(geometry.voxel_size))
+    finest = nyquist_resolution(geometry.voxel_size)
     batch = max(1, VOXELS_PER_BATCH // int(np.prod(box)))
     results = []
     for start in range(0, len(points), batch):

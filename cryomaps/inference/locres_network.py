@@ -26,7 +26,8 @@ tile); each tile's global + relative resolution is blended, which gives the glob
 the map per region without a separate whole-map pass. The reported global resolution is the median
 of the local resolution inside the predicted mask. The mask probability is blended in a second
 tiling pass that replays the first pass's mask-head outputs (the tiler blends one channel). Both are
-resampled back onto the input map's grid; outside the mask the local resolution is
+resampled back onto the input map's grid; estimates finer than the input's Nyquist limit (twice
+its voxel size) are raised to it; outside the mask the local resolution is
 ``DEFAULT_BACKGROUND_RESOLUTION`` (100 Å, as the classical mode).
 
 Training volumes (:func:`cryomaps.data.synthetic.synthetic_training_volumes`) pass through the
@@ -45,6 +46,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from cryomaps.inference.locres_classical import nyquist_resolution
 from cryomaps.io import DensityMap, Grid, resample_map
 from cryomaps.metrics.masks import threshold_mask
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
@@ -232,6 +234,10 @@ def predict_local_resolution(
         batch_size: tiles per network call.
         device: torch device (default: CUDA when available, else CPU).
         background: value (Å) written outside the predicted mask.
+
+    Estimates finer than the input map's Nyquist limit (twice its voxel size, the floor of the
+    half-map estimator too) are raised to it: the network works on a 1 Å grid and, on a map
+    sampled more coarsely than its training maps (0.7–1.5 Å), can report detail the map cannot hold.
     """
     started = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -242,6 +248,7 @@ def predict_local_resolution(
         local_inverted, probability_inverted = _heads_on_grid(inverted, network, metadata, **settings)
         local = (local + np.flip(local_inverted)) / 2
         probability = (probability + np.flip(probability_inverted)) / 2
+    local = np.maximum(local, np.float32(nyquist_resolution(density_map.voxel_size)))
     target = density_map.grid
     inside = probability > 0.5
     locres = np.where(inside, local, np.float32(background)).astype(np.float32)
