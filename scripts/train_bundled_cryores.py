@@ -29,30 +29,45 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NamedTuple
 
 from cryomaps.io.weights import BUNDLED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["cryores"]  # the tracked file, also when not installed editable
-SCRATCH_STRUCTURES = "[helix_bundle,helix_bundle,example_peptide,2va0A_99res.pdb.gz,1rb8_645res.pdb,3j6r_2868res.pdb]"
-FINETUNE_STRUCTURES = SCRATCH_STRUCTURES[:-1] + ",5fjj_5631res.cif]"
-STAGES = {  # stage: (command, run folder, maps, first seed, structures, learning rate, epochs)
-    "scratch": ("train", "outputs/bundled_cryores", 60, 0, SCRATCH_STRUCTURES, 2e-3, 120),
-    "finetune": ("finetune", "outputs/bundled_cryores_finetune", 240, 3000, FINETUNE_STRUCTURES, 1e-3, 30),
+SCRATCH_STRUCTURES = ["helix_bundle", "helix_bundle", "example_peptide", "2va0A_99res.pdb.gz", "1rb8_645res.pdb", "3j6r_2868res.pdb"]
+
+
+class Stage(NamedTuple):
+    """One training stage: the ``cryomaps`` command, its default run folder, the synthetic maps
+    (count, first seed, structures taken in turn) and the optimisation (learning rate, epochs)."""
+
+    command: str
+    run_dir: str
+    maps: int
+    first_seed: int
+    structures: list[str]
+    learning_rate: float
+    epochs: int
+
+
+STAGES = {
+    "scratch": Stage("train", "outputs/bundled_cryores", 60, 0, SCRATCH_STRUCTURES, 2e-3, 120),
+    "finetune": Stage("finetune", "outputs/bundled_cryores_finetune", 240, 3000, [*SCRATCH_STRUCTURES, "5fjj_5631res.cif"], 1e-3, 30),
 }
 
 
 def overrides(stage: str, run_dir: str, minutes: float, start_from: str) -> list[str]:
     """The ``cryomaps train`` (scratch) or ``cryomaps finetune`` overrides of one training stage."""
-    _, _, maps, first_seed, structures, learning_rate, epochs = STAGES[stage]
+    settings = STAGES[stage]
     hours, remainder = divmod(int(round(minutes * 60)), 3600)
-    settings = [
+    arguments = [
         "task=cryores",
         "model=cryores_bundled",
         f"run_dir={run_dir}",
-        f"data.train_volumes.count={maps}",
-        f"data.train_volumes.seed={first_seed}",
-        f"data.train_volumes.structures={structures}",
+        f"data.train_volumes.count={settings.maps}",
+        f"data.train_volumes.seed={settings.first_seed}",
+        f"data.train_volumes.structures=[{','.join(settings.structures)}]",
         "data.train_volumes.voxel_size_range=[0.7,1.5]",
         "data.val_volumes.count=6",
         "data.patch_size=32",
@@ -60,9 +75,9 @@ def overrides(stage: str, run_dir: str, minutes: float, start_from: str) -> list
         "data.samples_per_volume=8",
         "data.queue_length=160",
         "data.val_samples_per_volume=8",
-        f"task.learning_rate={learning_rate:g}",
+        f"task.learning_rate={settings.learning_rate:g}",
         "task.lr_schedule=cosine",
-        f"trainer.max_epochs={epochs}",
+        f"trainer.max_epochs={settings.epochs}",
         f"+trainer.max_time=00:{hours:02d}:{remainder // 60:02d}:{remainder % 60:02d}",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
@@ -70,7 +85,7 @@ def overrides(stage: str, run_dir: str, minutes: float, start_from: str) -> list
         "checkpoint.every_n_train_steps=50",
         "seed=0",
     ]
-    return settings + ([f"ckpt={start_from}"] if stage == "finetune" else [])
+    return arguments + ([f"ckpt={start_from}"] if stage == "finetune" else [])
 
 
 def main() -> int:
@@ -79,13 +94,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=tuple(STAGES), required=True)
     parser.add_argument("--run-dir", default=None, help="run folder (default: the stage's, see STAGES)")
-    parser.add_argument("--from", dest="start_from", default=f"{STAGES['scratch'][1]}/cryores.pt",
+    parser.add_argument("--from", dest="start_from", default=f"{STAGES['scratch'].run_dir}/cryores.pt",
                         help="weights the finetune stage starts from (the scratch stage's)")
     parser.add_argument("--minutes", type=float, default=100.0, help="wall-time limit of the training loop (a safeguard)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     args = parser.parse_args()
-    command, default_run_dir = STAGES[args.stage][:2]
-    run_dir = args.run_dir or default_run_dir
+    command = STAGES[args.stage].command
+    run_dir = args.run_dir or STAGES[args.stage].run_dir
     settings = overrides(args.stage, run_dir, args.minutes, args.start_from) + (["resume=true"] if args.resume else [])
     print(f"cryomaps {command} " + " ".join(settings))
     status = cli_main([command, *settings])

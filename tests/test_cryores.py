@@ -206,14 +206,19 @@ def test_single_map_locres_with_the_bundled_network(tmp_path, capsys):
     assert time.perf_counter() - started < 60
 
 
-def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half():
+@pytest.fixture(scope="module")
+def bundled():
+    """The bundled CryoRes network and its metadata, loaded once for the tests that use it."""
+    return load_network(bundled_weights_path("cryores"), "cryores")
+
+
+def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half(bundled):
     """Oracle: the synthetic truth. The network sees only the average of the half maps."""
     from cryomaps.inference.locres_network import predict_local_resolution
 
     bundle = helix_bundle(n_x=6, n_y=2, n_residues=30)
     pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords, 3.0, 6.0), finest_b_factor=120.0, seed=5)
-    loaded = load_network(bundled_weights_path("cryores"), "cryores")
-    estimate = predict_local_resolution(pair.full, loaded.network, loaded.metadata, device="cpu").estimate.data
+    estimate = predict_local_resolution(pair.full, bundled.network, bundled.metadata, device="cpu").estimate.data
     truth, inside = pair.true_locres.data, pair.mask.data > 0.5
     fine, coarse = inside & (truth < 4.5), inside & (truth > 4.5)
     assert 2.5 < np.median(estimate[fine]) < 4.0
@@ -223,30 +228,28 @@ def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half():
     assert network_rmse < 0.6 * trivial_rmse
 
 
-def test_estimates_stay_at_or_above_the_nyquist_limit_of_a_coarsely_sampled_map():
+def test_estimates_stay_at_or_above_the_nyquist_limit_of_a_coarsely_sampled_map(bundled):
     """A map at 2.4 Å voxels (coarser than any training map) holds nothing finer than 4.8 Å; the truth says so too.
     (Without the floor the bundled network reports about 2.8 Å on three quarters of this map.)"""
     from cryomaps.inference.locres_network import predict_local_resolution
 
     bundle = helix_bundle(n_x=4, n_y=2, n_residues=20)
     pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords, 3.0, 6.0), voxel_size=2.4, finest_b_factor=120.0, seed=5)
-    loaded = load_network(bundled_weights_path("cryores"), "cryores")
-    estimate = predict_local_resolution(pair.full, loaded.network, loaded.metadata, device="cpu").estimate.data
+    estimate = predict_local_resolution(pair.full, bundled.network, bundled.metadata, device="cpu").estimate.data
     inside = pair.mask.data > 0.5
     assert estimate[inside].min() >= 4.8 - 1e-5
     truth_median = np.median(pair.true_locres.data[inside])
     assert abs(np.median(estimate[inside]) - truth_median) < 0.15 * truth_median
 
 
-def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separately():
+def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separately(bundled):
     from cryomaps.inference.locres_network import predict_local_resolution
 
-    loaded = load_network(bundled_weights_path("cryores"), "cryores")
     density = blob_map(1.0, shape=(36, 40, 28))
     inverted = DensityMap(np.flip(density.data).copy(), density.voxel_size, density.origin)
 
     def estimate(map_: DensityMap, flip_average: bool) -> np.ndarray:
-        result = predict_local_resolution(map_, loaded.network, loaded.metadata, flip_average=flip_average, device="cpu")
+        result = predict_local_resolution(map_, bundled.network, bundled.metadata, flip_average=flip_average, device="cpu")
         return result.estimate.data
 
     expected = (estimate(density, False) + np.flip(estimate(inverted, False))) / 2

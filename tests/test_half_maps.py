@@ -11,11 +11,11 @@ import torch
 
 from cryomaps.cli import main as cli_main
 from cryomaps.data.half_maps import half_map_volume, read_half_map_manifest
-from cryomaps.metrics.masks import threshold_mask
 from cryomaps.data.synthetic import helix_bundle, synthesize_half_maps, two_region_resolution, write_synthetic
 from cryomaps.errors import InputError
 from cryomaps.io.weights import load_network
 from cryomaps.metrics import mask_iou
+from cryomaps.metrics.masks import threshold_mask
 
 FINETUNE = [
     "task=cryores", "data=half_maps_locres", "trainer.max_epochs=1", "trainer.accelerator=cpu",
