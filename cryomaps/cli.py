@@ -26,6 +26,8 @@ COMMANDS = {
     "generate": "generate",
     "locres": "locres",
     "evaluate": "evaluate",
+    "fit": "fit",
+    "refine": "refine",
     "fetch": "fetch",
     "curate": "curate",
     "train": "train",
