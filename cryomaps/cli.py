@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 # name -> module under cryomaps.commands; order is the order shown by --help.
@@ -47,10 +48,17 @@ def _available_commands() -> dict:
     return modules
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit 2), without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cryomaps import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="cryomaps",
         description="Differentiable cryo-EM map simulation, map generation and local resolution.",
     )
@@ -67,14 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     from cryomaps.errors import CryomapsError
 
     parser = build_parser()
-    args, extras = parser.parse_known_args(argv)
-    _take_late_overrides(parser, args, extras)
+    try:
+        args, extras = parser.parse_known_args(argv)
+        _take_late_overrides(parser, args, extras)
+    except SystemExit as done:  # --help, --version, or a one-line parse error (status 2)
+        return 0 if done.code is None else int(done.code)
     if args.command is None:
         parser.print_help()
         return 1
+    previous_handler = _interrupt_on_sigterm()
     try:
         status = args._run(args)
     except CryomapsError as error:
+        sys.stdout.flush()
         print(f"cryomaps {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -83,7 +96,26 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
         sys.stderr.close()
         return 141
+    finally:
+        _restore_sigterm(previous_handler)
     return int(status or 0)
+
+
+def _interrupt_on_sigterm():
+    """Make SIGTERM raise KeyboardInterrupt like Ctrl-C, so atomic writes clean up; returns the old handler."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave the handler alone
+        return None
+
+
+def _restore_sigterm(previous_handler) -> None:
+    if previous_handler is not None:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _take_late_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace, extras: list[str]) -> None:
