@@ -26,3 +26,17 @@ class InputError(CryomapsError):
         self.path = None if path is None else os.fspath(path)
         self.problem = problem
         super().__init__(problem if path is None else f"{self.path}: {problem}")
+
+
+class OutputError(CryomapsError):
+    """A result cannot be written (e.g. it holds NaN values); the destination is left untouched.
+
+    Args:
+        path: the destination file.
+        problem: what is wrong with the result.
+    """
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -234,7 +234,10 @@ def _write_bad_inputs(tmp_path) -> dict:
     with mrcfile.new(skewed) as mrc:
         mrc.set_data(np.ones((4, 4, 4), dtype=np.float32))
         mrc.header.cellb = (90.0, 90.0, 120.0)
-    nan_map = write_map(tmp_path / "nan.mrc", DensityMap(np.full((4, 4, 4), np.nan), 1.0, 0.0))
+    nan_map = tmp_path / "nan.mrc"
+    with mrcfile.new(nan_map) as mrc:
+        mrc.set_data(np.full((4, 4, 4), np.nan, dtype=np.float32))
+        mrc.voxel_size = 1.0
     empty = tmp_path / "empty.pdb"
     empty.write_text("")
     atomless = tmp_path / "atomless.cif"

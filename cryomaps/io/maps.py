@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomaps.errors import InputError
+from cryomaps.errors import InputError, OutputError
 from cryomaps.io.atomic import atomic_output
 from cryomaps.io.grid import Grid, as_header_precision
 
@@ -86,17 +86,29 @@ def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
             # the checks that matter are done here.
             with mrcfile.open(path, mode="r", permissive=True) as mrc:
                 header = mrc.header.copy()
+                if mrc.data is not None and np.iscomplexobj(mrc.data):
+                    raise InputError(path, f"complex-valued map (MODE {int(mrc.header.mode)}) is not a density map")
                 raw = None if mrc.data is None else np.asarray(mrc.data, dtype=np.float32).copy()
     except (ValueError, EOFError, OSError) as error:
         raise InputError(path, f"not a readable MRC/CCP4 map ({_first_line(error)})") from None
-    problems = [_first_line(w.message) for w in caught]
+    problems = [_first_line(w.message) for w in caught if not _is_harmless(w.message)]
     if bytes(header.map) != b"MAP ":
         raise InputError(path, "not an MRC/CCP4 map (no 'MAP ' identifier in the header)")
     if raw is None:
         raise InputError(path, f"truncated or unreadable map data ({problems[0] if problems else 'no data'})")
+    if problems:  # e.g. a file size that does not match the header's MODE and dimensions
+        raise InputError(path, f"inconsistent MRC header or data ({problems[0]})")
     if raw.ndim != 3:
         raise InputError(path, f"expected a 3-D volume, found {raw.ndim}-D data of shape {raw.shape}")
     return _map_from_header(path, header, raw, allow_nan)
+
+
+_HARMLESS_WARNINGS = ("machine stamp",)
+"""mrcfile warnings about header fields cryomaps does not use (EMD-6374 has a zero machine stamp)."""
+
+
+def _is_harmless(message) -> bool:
+    return any(phrase in str(message).lower() for phrase in _HARMLESS_WARNINGS)
 
 
 def _first_line(error: BaseException) -> str:
@@ -142,19 +154,32 @@ def write_map(path: str | os.PathLike, density_map: DensityMap, label: str = "wr
     A name ending in ``.gz`` is gzip-compressed. The header carries MAPC/MAPR/MAPS = 1, 2, 3,
     NXSTART = 0, the ORIGIN field = ``density_map.origin`` and CELLA = shape * voxel size, so the
     map overlays its model in ChimeraX and gemmi. Returns the path written.
+
+    Raises:
+        OutputError: the map holds NaN or infinite values (nothing is written).
     """
     import mrcfile
 
     path = Path(path)
+    check_finite(density_map.data, path)
     compression = "gzip" if path.name.endswith(".gz") else None
     with atomic_output(path) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with mrcfile.new(temporary, overwrite=True, compression=compression) as mrc:
+            # One copy into the file's (z, y, x) order; set_data also fills the header statistics.
             mrc.set_data(np.ascontiguousarray(density_map.data.transpose(2, 1, 0)))
             _set_geometry(mrc.header, density_map)
-            mrc.update_header_stats()
             mrc.add_label(label[:80])
     return path
+
+
+def check_finite(data: np.ndarray, path: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` when ``data`` holds NaN or infinite values (min and max tell: NaN propagates)."""
+    if data.size and np.isfinite(data.min()) and np.isfinite(data.max()):
+        return
+    n_bad = int(np.count_nonzero(~np.isfinite(data)))
+    raise OutputError(path, f"refusing to write a map with {n_bad} NaN or infinite values (the inputs or options "
+                      "produced no finite result)")
 
 
 def _set_geometry(header, density_map: DensityMap) -> None:

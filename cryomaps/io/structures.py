@@ -58,6 +58,11 @@ class Structure:
         }
 
 
+MAX_COORDINATE_A = 1.0e5
+"""Largest accepted |coordinate| (Å). Beyond it float32 maps lose sub-0.01 Å precision (and no
+real model is that large: the PDB format itself stops at 9999.999 Å)."""
+
+
 def read_structure(
     path: str | os.PathLike,
     *,
@@ -76,7 +81,9 @@ def read_structure(
         altloc: "all" keeps every alternative conformation with its occupancy (the density of a
             disordered site); "first" keeps only the first conformation, with occupancy as read.
     Raises:
-        InputError: unreadable file, no such model, no atoms, or an element that cannot be inferred.
+        InputError: unreadable file, no such model, no atoms, an unknown element symbol, an element
+            that cannot be inferred, a coordinate that overflowed its PDB field (``********``), or
+            values out of range (see :func:`check_atom_values`).
     """
     import gemmi
 
@@ -93,6 +100,8 @@ def read_structure(
         raise InputError(path, "contains no models (no atoms)")
     if not 0 <= model_index < len(structure):
         raise InputError(path, f"has {len(structure)} model(s); model index {model_index} does not exist")
+    if structure.input_format == gemmi.CoorFormat.Pdb:
+        _check_pdb_records(path)
     for index in range(len(structure) - 1, -1, -1):
         if index != model_index:
             del structure[index]
@@ -102,34 +111,112 @@ def read_structure(
         structure.remove_hydrogens()
     if altloc == "first":
         structure.remove_alternative_conformations()
-    return _structure_from_model(path, structure[0])
+    result = _structure_from_model(path, structure[0])
+    check_atom_values(result)
+    return result
+
+
+def _check_pdb_records(path: Path) -> None:
+    """Refuse PDB atom records with an overflowed coordinate (``****``) or an unknown element symbol.
+
+    gemmi reads an overflowed field as 0 and an unknown symbol as "X"; both would be silently wrong.
+    """
+    import gzip
+
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.startswith((b"ATOM  ", b"HETATM")):
+                continue
+            if b"*" in line[30:54]:
+                raise InputError(path, f"line {number}: overflowed coordinate field {line[30:54].decode(errors='replace').strip()!r}")
+            symbol = line[76:78].decode(errors="replace").strip()
+            if symbol and not _is_element(symbol):
+                raise InputError(path, f"line {number}: unknown element {symbol!r}")
+
+
+def check_atom_values(structure: Structure) -> None:
+    """Refuse coordinates, B-factors and occupancies that cannot describe atoms.
+
+    Rules: coordinates finite with |x| <= :data:`MAX_COORDINATE_A`; B finite and >= 0 Å²;
+    occupancy finite, in [0, 1], and not zero for every atom.
+
+    Raises:
+        InputError: naming the file, the first offending atom and the rule.
+    """
+    checks = (
+        (~np.all(np.isfinite(structure.coords), axis=1), "non-finite coordinates"),
+        (np.any(np.abs(structure.coords) > MAX_COORDINATE_A, axis=1), f"a coordinate beyond ±{MAX_COORDINATE_A:g} Å"),
+        (~(structure.b_factors >= 0) | ~np.isfinite(structure.b_factors), "a B-factor that is negative or not finite"),
+        (~((structure.occupancies >= 0) & (structure.occupancies <= 1)), "an occupancy outside [0, 1]"),
+    )
+    for bad, problem in checks:
+        if np.any(bad):
+            first = int(np.flatnonzero(bad)[0])
+            raise InputError(structure.source, f"{int(bad.sum())} atom(s) with {problem}, first {_describe_atom(structure, first)}")
+    if not np.any(structure.occupancies > 0):
+        raise InputError(structure.source, "every atom has zero occupancy (the map would be empty)")
+
+
+def _describe_atom(structure: Structure, index: int) -> str:
+    return (f"atom {structure.atom_names[index]} of {structure.residue_names[index]} "
+            f"{structure.chain_ids[index]}{structure.residue_seqids[index]}")
 
 
 def _structure_from_model(path: Path, model) -> Structure:
-    rows = []
+    """Parallel arrays of a gemmi model, in file order (one list comprehension per residue and field group)."""
+    numbers, atom_names, altlocs = [], [], []
+    chain_ids, residue_names, residue_seqids, residue_sizes = [], [], [], []
+    for chain in model:
+        for residue in chain:
+            numbers.extend([(a.pos.x, a.pos.y, a.pos.z, a.b_iso, a.occ, a.element.atomic_number) for a in residue])
+            atom_names.extend([a.name for a in residue])
+            altlocs.extend([a.altloc for a in residue])
+            chain_ids.append(chain.name)
+            residue_names.append(residue.name)
+            residue_seqids.append(residue.seqid.num)
+            residue_sizes.append(len(residue))
+    if not numbers:
+        raise InputError(path, "contains no atoms")
+    table = np.array(numbers, dtype=np.float64)
+    atomic_numbers = table[:, 5].astype(np.int64)
+    if not np.all(atomic_numbers):
+        atomic_numbers = _with_inferred_elements(path, model, atomic_numbers)
+    return Structure(
+        coords=np.ascontiguousarray(table[:, :3]),
+        atomic_numbers=atomic_numbers,
+        elements=_element_symbols(atomic_numbers),
+        b_factors=np.ascontiguousarray(table[:, 3]),
+        occupancies=np.ascontiguousarray(table[:, 4]),
+        chain_ids=np.repeat(np.array(chain_ids, dtype=str), residue_sizes),
+        residue_names=np.repeat(np.array(residue_names, dtype=str), residue_sizes),
+        residue_seqids=np.repeat(np.array(residue_seqids, dtype=np.int64), residue_sizes),
+        atom_names=np.array(atom_names, dtype=str),
+        altlocs=np.char.replace(np.array(altlocs, dtype=str), "\x00", ""),
+        source=str(path),
+    )
+
+
+def _with_inferred_elements(path: Path, model, atomic_numbers: np.ndarray) -> np.ndarray:
+    """``atomic_numbers`` with the zeros (element unknown to gemmi) inferred from atom names."""
+    atomic_numbers = atomic_numbers.copy()
+    index = 0
     for chain in model:
         for residue in chain:
             for atom in residue:
-                element = atom.element.name if atom.element.atomic_number > 0 else _infer_element(path, residue, atom)
-                rows.append((atom.pos.x, atom.pos.y, atom.pos.z, element, atom.b_iso, atom.occ,
-                             chain.name, residue.name, residue.seqid.num, atom.name, atom.altloc))
-    if not rows:
-        raise InputError(path, "contains no atoms")
-    columns = list(zip(*rows))
-    elements = np.array(columns[3], dtype=object)
-    return Structure(
-        coords=np.array(list(zip(columns[0], columns[1], columns[2])), dtype=np.float64),
-        atomic_numbers=np.array([_atomic_number(symbol) for symbol in elements], dtype=np.int64),
-        elements=elements.astype(str),
-        b_factors=np.array(columns[4], dtype=np.float64),
-        occupancies=np.array(columns[5], dtype=np.float64),
-        chain_ids=np.array(columns[6], dtype=str),
-        residue_names=np.array(columns[7], dtype=str),
-        residue_seqids=np.array(columns[8], dtype=np.int64),
-        atom_names=np.array(columns[9], dtype=str),
-        altlocs=np.array([c if c != "\x00" else "" for c in columns[10]], dtype=str),
-        source=str(path),
-    )
+                if atomic_numbers[index] == 0:
+                    atomic_numbers[index] = _atomic_number(_infer_element(path, residue, atom))
+                index += 1
+    return atomic_numbers
+
+
+def _element_symbols(atomic_numbers: np.ndarray) -> np.ndarray:
+    """(N,) element symbols ("C", "Fe") of (N,) atomic numbers, looked up once per distinct element."""
+    import gemmi
+
+    distinct, inverse = np.unique(atomic_numbers, return_inverse=True)
+    symbols = np.array([gemmi.Element(int(number)).name for number in distinct], dtype=str)
+    return symbols[inverse.reshape(-1)]
 
 
 def _atomic_number(symbol: str) -> int:
