@@ -86,14 +86,14 @@ def test_model_shifted_by_5_angstrom_is_rejected_by_correlation(renderer, exampl
     structure[0].transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(), gemmi.Vec3(5.0, 0.0, 0.0)))
     shifted_path = tmp_path / "shifted.pdb"
     structure.write_pdb(str(shifted_path))
-    shifted = replace(entry, name="shifted_by_5A", model_path=shifted_path)
+    shifted = replace(entry, name="shifted_by_5A", model_path=shifted_path, model_sha256=None)
 
     (result,) = curate_entries([shifted], tmp_path / "out")
     assert not result.accepted
     assert any(reason.startswith("correlation") for reason in result.reasons)
     row = _report_rows(tmp_path / "out")[0]
     assert row["decision"] == "rejected" and "correlation" in row["reason"]
-    assert float(row["correlation"]) < 0.65 < original.measurement.correlation
+    assert float(row["correlation"]) < 0.65 < original.record.correlation
 
 
 def test_curated_input_and_target_overlay_better_than_any_one_voxel_shift(curated_examples):

@@ -37,9 +37,21 @@ For every manifest entry, in manifest order:
      later pair is rejected, naming the kept one. Pairs rejected for other reasons never claim a
      group.
 
-Unreadable or missing files give a rejected row with the problem, never an exception. Accepted
-pairs are written as ``OUT/NAME.npz`` (:mod:`cryomaps.data.curated`), listed in ``OUT/curated.csv``
-with their manifest split; every pair gets a row of ``OUT/curation_report.csv``.
+Unreadable or missing files give a rejected row with the problem, never an exception; a local
+file that does not match the SHA-256 its manifest gives stops the run before anything is written.
+Accepted pairs are written as ``OUT/NAME.npz`` (:mod:`cryomaps.data.curated`), listed in
+``OUT/curated.csv`` with their manifest split; every pair gets a row of ``OUT/curation_report.csv``.
+
+At scale (:func:`curate_entries`, :mod:`cryomaps.data.curation_store`): steps 1-6 except
+redundancy run per pair, in ``workers`` processes, each writing its ``NAME.npz`` (when the pair
+passes the per-pair filters) and its record ``OUT/records/NAME.json``. A pair whose record matches
+the current settings and files is reused, not curated again. The redundancy filter, which depends
+on every earlier pair, then runs on the records in manifest order, so the outputs do not depend on
+``workers``; the files of pairs it rejects are removed. With ``shard=i/n`` only the shard's rows
+are curated and reported in ``curation_report.shard-i-of-n.csv`` (decision ``candidate`` for pairs
+that pass the per-pair filters); a run with ``merge=True`` then applies the redundancy filter to the
+records of all rows and writes the same ``curated.csv`` and ``curation_report.csv`` as an unsharded
+run.
 """
 
 from __future__ import annotations
@@ -49,6 +61,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +71,16 @@ from cryomaps.data.curated import (
     CuratedPair,
     write_curated_pair,
 )
-from cryomaps.data.manifest import ManifestEntry
+from cryomaps.data.curation_store import (
+    PairRecord,
+    Shard,
+    fingerprint,
+    map_in_order,
+    read_record,
+    worker_pool,
+    write_record,
+)
+from cryomaps.data.manifest import ManifestEntry, sha256_mismatch
 from cryomaps.io.atomic import write_csv_atomically
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid, Structure, read_map, read_structure, resample_map
@@ -70,6 +92,8 @@ REPORT_COLUMNS = (
     "file",
 )
 NORMALISATIONS = ("percentile", "published_minmax")
+# Keys of the ``curate`` config that say how to run, not how to curate (not part of the options).
+RUN_KEYS = ("data_root", "workers", "shard", "merge")
 UNKNOWN_RESIDUES = frozenset({"UNK", "UNL", "UNX"})
 BACKBONE_ATOMS = frozenset({"N", "CA", "C", "O", "OXT"})
 # Gap penalties of the redundancy alignment. With gemmi's BLOSUM62 defaults (open -10, extend -1)
@@ -92,6 +116,15 @@ class RenderOptions:
     resolution: float = 2.0
     sampling: str = "point"
 
+    def __post_init__(self):
+        from cryomaps.render.density import DensityModelConfig  # checks model and sampling names
+
+        _check_number("render.resolution", self.resolution, low=0.0, unit="Å")
+        try:
+            DensityModelConfig(model=self.model, resolution=self.resolution, sampling=self.sampling)
+        except InputError as error:
+            raise InputError(None, f"render: {error.problem}") from None
+
 
 @dataclass(frozen=True)
 class FilterOptions:
@@ -106,6 +139,18 @@ class FilterOptions:
     max_backbone_only_fraction: float = 0.9
     max_sequence_identity: float = 0.30
     min_chain_residues: int = 20
+
+    def __post_init__(self):
+        _check_number("filters.min_correlation", self.min_correlation, low=-1.0, high=1.0, strict_low=False)
+        if self.correlation_resolution != "reported":
+            _check_number("filters.correlation_resolution", self.correlation_resolution, low=0.0, unit="Å or 'reported'")
+        _check_number("filters.correlation_fallback_resolution", self.correlation_fallback_resolution, low=0.0, unit="Å")
+        for name in ("max_fraction_outside", "max_backbone_only_fraction", "max_sequence_identity"):
+            _check_number(f"filters.{name}", getattr(self, name), low=0.0, high=1.0, strict_low=False)
+        for name in ("reject_nucleic_acids", "reject_unknown_residues"):
+            _check_flag(f"filters.{name}", getattr(self, name))
+        if isinstance(self.min_chain_residues, bool) or not isinstance(self.min_chain_residues, int) or self.min_chain_residues < 1:
+            raise InputError(None, f"filters.min_chain_residues={self.min_chain_residues}: expected a whole number >= 1")
 
 
 @dataclass(frozen=True)
@@ -125,17 +170,39 @@ class CurationOptions:
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
             raise InputError(None, f"normalisation must be one of {', '.join(NORMALISATIONS)}, not {self.normalisation!r}")
+        _check_number("voxel_size", self.voxel_size, low=0.0, unit="Å")
+        _check_number("mask_radius", self.mask_radius, low=0.0, unit="Å")
+        _check_number("cushion", self.cushion, low=0.0, strict_low=False, unit="Å")
+        _check_number("percentile", self.percentile, low=0.0, high=100.0)
+        _check_flag("remove_waters", self.remove_waters)
+        _check_flag("remove_hydrogens", self.remove_hydrogens)
 
     @classmethod
     def from_config(cls, config) -> "CurationOptions":
-        """Options from a composed ``curate`` config (its keys except ``data_root``)."""
+        """Options from a composed ``curate`` config (its keys except :data:`RUN_KEYS`)."""
         from cryomaps.config import to_plain
 
         plain = to_plain(config)
-        plain.pop("data_root", None)
+        for key in RUN_KEYS:
+            plain.pop(key, None)
         render = RenderOptions(**plain.pop("render"))
         filters = FilterOptions(**plain.pop("filters"))
         return cls(**plain, render=render, filters=filters)
+
+
+def _check_number(option: str, value: Any, low: float, high: float = math.inf, strict_low: bool = True, unit: str = "") -> None:
+    """Raise a one-line InputError unless ``value`` is a finite number above ``low`` (or at
+    least ``low`` when not ``strict_low``) and at most ``high``."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if is_number and (value > low if strict_low else value >= low) and value <= high:
+        return
+    bounds = [f"{'>' if strict_low else '>='} {low:g}"] + ([f"<= {high:g}"] if high < math.inf else [])
+    raise InputError(None, f"{option}={value}: expected a finite number {' and '.join(bounds)}{f' ({unit})' if unit else ''}")
+
+
+def _check_flag(option: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InputError(None, f"{option}={value}: expected true or false")
 
 
 @dataclass(frozen=True)
@@ -169,68 +236,215 @@ class PairMeasurement:
     pair: CuratedPair | None = None
     problem: str | None = None
 
+    def record(self, fingerprint_hex: str, reasons: list[str], file: str | None) -> PairRecord:
+        """The array-free summary of this measurement (see :class:`PairRecord`)."""
+        grid = None if self.pair is None else self.pair.grid
+        return PairRecord(
+            fingerprint=fingerprint_hex,
+            reasons=reasons,
+            sequences=None if self.facts is None else [list(chain) for chain in self.facts.sequences],
+            file=file,
+            map_voxel_size=None if self.map_voxel_size is None else [float(v) for v in self.map_voxel_size],
+            voxel_size=None if grid is None else [float(v) for v in grid.voxel_size],
+            box_shape=None if grid is None else [int(n) for n in grid.shape],
+            n_atoms=None if self.facts is None else int(self.facts.n_atoms),
+            fraction_inside=self.fraction_inside,
+            correlation=self.correlation,
+            correlation_resolution=self.correlation_resolution,
+        )
+
 
 @dataclass
 class CurationResult:
-    """The outcome for one manifest entry: ``reasons`` is empty for an accepted pair."""
+    """The outcome for one manifest entry: ``reasons`` is empty for an accepted pair.
+
+    Attributes:
+        entry: the manifest row.
+        record: what curating the pair found (:class:`PairRecord`).
+        reasons: every failed filter, redundancy included (when ``final``).
+        file: the pair's ``NAME.npz`` when accepted.
+        final: ``False`` in a shard's report, where redundancy is not decided yet.
+        reused: the record came from an earlier run with the same fingerprint (not curated again).
+    """
 
     entry: ManifestEntry
-    measurement: PairMeasurement
+    record: PairRecord
     reasons: list[str]
     file: Path | None = None
+    final: bool = True
+    reused: bool = False
 
     @property
     def accepted(self) -> bool:
-        return not self.reasons
+        return self.final and not self.reasons
+
+    @property
+    def decision(self) -> str:
+        """``accepted``, ``rejected``, or ``candidate`` (passes the per-pair filters of a shard)."""
+        if self.reasons:
+            return "rejected"
+        return "accepted" if self.final else "candidate"
 
     def report_row(self) -> dict:
         """The row of ``curation_report.csv`` (numbers formatted, empty when not measured)."""
-        entry, measured = self.entry, self.measurement
-        pair = measured.pair
+        entry, record = self.entry, self.record
         return {
             "name": entry.label,
             "emdb_id": entry.emdb_id,
             "pdb_id": entry.pdb_id or "",
             "split": entry.split,
             "reported_resolution_A": _format_number(entry.reported_resolution_A, "g"),
-            "map_voxel_size_A": _format_vector(measured.map_voxel_size),
-            "voxel_size_A": _format_vector(None if pair is None else pair.grid.voxel_size),
-            "box_shape": "" if pair is None else "x".join(map(str, pair.grid.shape)),
-            "n_atoms": "" if measured.facts is None else measured.facts.n_atoms,
-            "fraction_inside": _format_number(measured.fraction_inside, ".4f"),
-            "correlation": _format_number(measured.correlation, ".4f"),
-            "correlation_resolution_A": _format_number(measured.correlation_resolution, "g"),
-            "decision": "accepted" if self.accepted else "rejected",
+            "map_voxel_size_A": _format_vector(record.map_voxel_size),
+            "voxel_size_A": _format_vector(record.voxel_size),
+            "box_shape": "" if record.box_shape is None else "x".join(map(str, record.box_shape)),
+            "n_atoms": "" if record.n_atoms is None else record.n_atoms,
+            "fraction_inside": _format_number(record.fraction_inside, ".4f"),
+            "correlation": _format_number(record.correlation, ".4f"),
+            "correlation_resolution_A": _format_number(record.correlation_resolution, "g"),
+            "decision": self.decision,
             "reason": "; ".join(self.reasons),
             "file": "" if self.file is None else self.file.name,
         }
 
 
-def curate_entries(entries: list[ManifestEntry], out_dir, options: CurationOptions | None = None) -> list[CurationResult]:
-    """Curate ``entries`` into ``out_dir`` (created if needed); see the module docstring.
+def curate_entries(
+    entries: list[ManifestEntry],
+    out_dir,
+    options: CurationOptions | None = None,
+    workers: int = 1,
+    shard: Shard | None = None,
+    merge: bool = False,
+    manifest: str | Path | None = None,
+) -> list[CurationResult]:
+    """Curate ``entries`` (a whole manifest, in order) into ``out_dir``; see the module docstring.
 
-    Writes ``NAME.npz`` per accepted pair, ``curated.csv`` and ``curation_report.csv``.
-    Returns one :class:`CurationResult` per entry, in manifest order.
+    Args:
+        entries: every row of the manifest, in manifest order (also with ``shard``).
+        out_dir: output folder, created when there is something to write.
+        options: curation settings (defaults: :class:`CurationOptions`).
+        workers: processes curating pairs at the same time (1: in this process).
+        shard: curate only this shard's rows and write ``curation_report.<shard>.csv``.
+        merge: curate nothing; join the records that the shards wrote (every row must have one
+            made with these settings) into ``curated.csv`` and ``curation_report.csv``.
+        manifest: the manifest file, named in checksum errors.
+
+    Returns:
+        One :class:`CurationResult` per curated row (the shard's rows with ``shard``), in
+        manifest order.
+
+    Raises:
+        InputError: ``out_dir`` is a file; a local file does not match its SHA-256 (raised before
+            anything is written); with ``merge``, a row has no matching record.
     """
     options = options or CurationOptions()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a folder")
+    selected = entries if shard is None else shard.select(entries)
+    with worker_pool(workers) as pool:
+        run = _CurationRun(out_dir, options, manifest, pool, max_in_flight=2 * workers)
+        records, reused = run.records(selected, may_curate=not merge)
+        if shard is not None:
+            results = [CurationResult(e, r, list(r.reasons), final=False, reused=u) for e, r, u in zip(selected, records, reused)]
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_csv_atomically(out_dir / shard_report_name(shard), REPORT_COLUMNS, [r.report_row() for r in results])
+            return results
+        results = judge_redundancy(selected, records, reused, options.filters, out_dir)
+        run.restore_files([result for result in results if result.accepted and not result.file.is_file()])
+    _remove_files_of_rejected(results, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    kept_sequences: list[tuple[str, tuple]] = []
-    results = []
-    for entry in entries:
-        measurement = measure_pair(entry, options)
-        reasons = filter_reasons(measurement, options.filters)
-        if measurement.facts is not None:
-            redundancy = redundancy_reason(measurement.facts.sequences, kept_sequences, options.filters)
-            reasons += [redundancy] if redundancy else []
-        result = CurationResult(entry, measurement, reasons)
-        if result.accepted:
-            result.file = write_curated_pair(out_dir / f"{_safe_file_name(entry.label)}.npz", measurement.pair)
-            kept_sequences.append((entry.label, measurement.facts.sequences))
-        results.append(result)
     write_csv_atomically(out_dir / REPORT_NAME, REPORT_COLUMNS, [result.report_row() for result in results])
     write_csv_atomically(out_dir / INDEX_NAME, INDEX_COLUMNS, [_index_row(r) for r in results if r.accepted])
     return results
+
+
+def shard_report_name(shard: Shard) -> str:
+    """``curation_report.shard-i-of-n.csv``."""
+    return f"{Path(REPORT_NAME).stem}.{shard.report_suffix}.csv"
+
+
+class _CurationRun:
+    """Curates pairs through a worker pool (or in process), reusing records with a matching fingerprint."""
+
+    def __init__(self, out_dir: Path, options: CurationOptions, manifest, pool, max_in_flight: int):
+        self.out_dir, self.options, self.manifest = out_dir, options, manifest
+        self.pool, self.max_in_flight = pool, max_in_flight
+        self.settings = asdict(options)
+
+    def records(self, entries: list[ManifestEntry], may_curate: bool) -> tuple[list[PairRecord], list[bool]]:
+        """The record of every entry (stored ones when their fingerprint matches) and whether it was reused."""
+        prints = [fingerprint(entry, self.settings) for entry in entries]
+        records = [read_record(self.out_dir, _safe_file_name(entry.label)) for entry in entries]
+        reused = [record is not None and record.fingerprint == print_ for record, print_ in zip(records, prints)]
+        missing = [index for index, ok in enumerate(reused) if not ok]
+        if missing and not may_curate:
+            raise InputError(
+                self.out_dir,
+                f"{len(missing)} of {len(entries)} pairs (first: {entries[missing[0]].label}) have no curation record "
+                "made with these settings and files: run every shard with the same manifest and overrides before merge=true",
+            )
+        fresh = self.curate([entries[index] for index in missing], [prints[index] for index in missing])
+        for index, record in zip(missing, fresh):
+            records[index] = record
+        return records, reused
+
+    def restore_files(self, results: list[CurationResult]) -> None:
+        """Curate again the accepted pairs whose reused record outlived their ``NAME.npz``
+        (removed when an earlier run found the pair redundant)."""
+        self.curate([result.entry for result in results], [result.record.fingerprint for result in results])
+
+    def curate(self, entries: list[ManifestEntry], prints: list[str]) -> list[PairRecord]:
+        """Check the files' SHA-256 (all before writing anything), then curate each pair."""
+        if not entries:
+            return []
+        check = functools.partial(sha256_mismatch, manifest=self.manifest)
+        for problem in map_in_order(check, entries, self.pool, self.max_in_flight):
+            if problem is not None:
+                raise InputError(*problem)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        work = functools.partial(curate_pair, options=self.options, out_dir=self.out_dir)
+        return list(map_in_order(work, list(zip(entries, prints)), self.pool, self.max_in_flight))
+
+
+def curate_pair(job: tuple[ManifestEntry, str], options: CurationOptions, out_dir: Path) -> PairRecord:
+    """Curate one pair (``job`` = entry and fingerprint) in ``out_dir``: write ``NAME.npz`` when it
+    passes the per-pair filters, then its record; returns the record. Runs in worker processes."""
+    entry, fingerprint_hex = job
+    stem = _safe_file_name(entry.label)
+    measurement = measure_pair(entry, options)
+    reasons = filter_reasons(measurement, options.filters)
+    file = None if reasons else write_curated_pair(out_dir / f"{stem}.npz", measurement.pair).name
+    record = measurement.record(fingerprint_hex, reasons, file)
+    write_record(out_dir, stem, record)
+    return record
+
+
+def judge_redundancy(
+    entries: list[ManifestEntry], records: list[PairRecord], reused: list[bool], filters: FilterOptions, out_dir: Path
+) -> list[CurationResult]:
+    """Final results: each pair's per-pair reasons plus redundancy with the pairs accepted before
+    it, in manifest order (pairs rejected for other reasons never claim a group)."""
+    kept: list[tuple[str, tuple]] = []
+    results = []
+    for entry, record, was_reused in zip(entries, records, reused):
+        reasons = list(record.reasons)
+        sequences = None if record.sequences is None else tuple(tuple(chain) for chain in record.sequences)
+        if sequences is not None:
+            redundancy = redundancy_reason(sequences, kept, filters)
+            reasons += [redundancy] if redundancy else []
+        result = CurationResult(entry, record, reasons, reused=was_reused)
+        if result.accepted:
+            result.file = out_dir / record.file
+            kept.append((entry.label, sequences))
+        results.append(result)
+    return results
+
+
+def _remove_files_of_rejected(results: list[CurationResult], out_dir: Path) -> None:
+    """Remove ``NAME.npz`` of rejected pairs (redundant ones, or left by a run with other settings)."""
+    for result in results:
+        if not result.accepted:
+            (out_dir / f"{_safe_file_name(result.entry.label)}.npz").unlink(missing_ok=True)
 
 
 def measure_pair(entry: ManifestEntry, options: CurationOptions) -> PairMeasurement:
@@ -460,8 +674,14 @@ def format_summary(results: list[CurationResult]) -> list[str]:
     rows = [headers] + [tuple(str(result.report_row()[c]) for c in columns) for result in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1] for row in rows]
-    n_accepted = sum(result.accepted for result in results)
-    lines.append(f"{n_accepted} of {len(results)} pairs accepted")
+    if results and not results[0].final:
+        n_candidates = sum(result.decision == "candidate" for result in results)
+        lines.append(f"{n_candidates} of {len(results)} pairs pass the per-pair filters (redundancy is decided by merge=true)")
+    else:
+        lines.append(f"{sum(result.accepted for result in results)} of {len(results)} pairs accepted")
+    n_reused = sum(result.reused for result in results)
+    if n_reused:
+        lines.append(f"{n_reused} of them reused from an earlier run with the same settings and files")
     return lines
 
 

@@ -2,12 +2,15 @@
 
 :func:`read_manifest` turns a manifest into a list of :class:`ManifestEntry` with validated IDs and
 resolved paths, raising :class:`~cryomaps.errors.InputError` naming the file, the line and the
-problem for the first bad row. :func:`write_manifest` writes entries back in the same schema.
+problem for the first bad row, and checks the SHA-256 of every local file whose digest the
+manifest gives (:func:`verify_sha256`). :func:`write_manifest` writes entries back in the same schema.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -80,31 +83,98 @@ def default_data_root() -> Path:
     return find_data_root() or candidate_data_roots()[0].resolve()
 
 
-def read_manifest(path: str | os.PathLike, data_root: str | os.PathLike | None = None) -> list[ManifestEntry]:
+def read_manifest(
+    path: str | os.PathLike, data_root: str | os.PathLike | None = None, check_sha256: bool = True
+) -> list[ManifestEntry]:
     """Read and validate a manifest.
 
     Args:
-        path: the CSV file.
+        path: the CSV file (UTF-8, with or without a byte-order mark).
         data_root: folder that relative ``map_path``/``model_path`` values are resolved against;
             defaults to :func:`default_data_root`.
+        check_sha256: verify the local files against ``map_sha256``/``model_sha256``
+            (:func:`verify_sha256`); callers that verify only the entries they use pass ``False``.
 
     Returns:
         The entries in file order; paths are absolute.
 
     Raises:
-        InputError: the file is missing, a column is missing or unknown, or a row is invalid
-            (the message names the line and the problem).
+        InputError: the file is missing, unreadable or not UTF-8, lists no pair, a column is missing
+            or unknown, a row is invalid (the message names the line and the problem), or a local
+            file does not match its SHA-256.
     """
     path = Path(path)
     root = Path(data_root).expanduser().resolve() if data_root is not None else default_data_root()
+    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
+    _check_columns(path, reader.fieldnames)
+    entries = [_parse_row(path, reader.line_num, row, root) for row in reader]
+    if not entries:
+        raise InputError(path, "no pairs listed (only a header line)")
+    _check_unique(path, entries)
+    if check_sha256:
+        verify_sha256(entries, path)
+    return entries
+
+
+def verify_sha256(entries: list[ManifestEntry], manifest: str | os.PathLike | None = None) -> None:
+    """Check the local map and model files of ``entries`` against the digests their manifest gives.
+
+    Files that the manifest gives no digest for, and files that do not exist (yet), are not checked:
+    whoever reads them reports them missing.
+
+    Raises:
+        InputError: naming the first mismatching file, both digests and the manifest line.
+    """
+    for entry in entries:
+        problem = sha256_mismatch(entry, manifest)
+        if problem is not None:
+            raise InputError(*problem)
+
+
+def sha256_mismatch(entry: ManifestEntry, manifest: str | os.PathLike | None = None) -> tuple[str, str] | None:
+    """``(file, problem)`` for the first local file of ``entry`` whose SHA-256 differs from the
+    manifest's, else ``None`` (a plain tuple, so that it can come back from a worker process)."""
+    source = f"{manifest}, line {entry.line}" if manifest is not None else "the manifest"
+    for column, path, expected in (
+        ("map_sha256", entry.map_path, entry.map_sha256),
+        ("model_sha256", entry.model_path, entry.model_sha256),
+    ):
+        if expected is None or path is None or not path.is_file():
+            continue
+        actual = file_sha256(path)
+        if actual != expected:
+            return str(path), f"SHA-256 is {actual} but {column} in {source} is {expected} (wrong or changed file)"
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, computed once per process for a given size and modification time."""
+    status = path.stat()
+    return _cached_sha256(str(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    from cryomaps.data.fetch import sha256_of  # fetch imports this module: import it when needed
+
+    return sha256_of(Path(path))
+
+
+def _read_text(path: Path) -> str:
+    """The manifest's text; one-line errors for a missing, unreadable or non-UTF-8 file."""
     if not path.is_file():
         raise InputError(path, "manifest not found")
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        _check_columns(path, reader.fieldnames)
-        entries = [_parse_row(path, reader.line_num, row, root) for row in reader]
-    _check_unique(path, entries)
-    return entries
+    try:
+        payload = path.read_bytes()
+    except OSError as error:
+        raise InputError(path, f"cannot read the manifest ({error.strerror})") from None
+    try:
+        return payload.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = payload[: error.start].count(b"\n") + 1
+        raise InputError(
+            path, f"line {line}: not UTF-8 text (byte 0x{payload[error.start]:02x}); save the manifest as UTF-8"
+        ) from None
 
 
 def filter_split(entries: list[ManifestEntry], split: str) -> list[ManifestEntry]:
@@ -146,12 +216,16 @@ def _check_columns(path: Path, fieldnames: list[str] | None) -> None:
 
 def _parse_row(path: Path, line: int, row: dict, root: Path) -> ManifestEntry:
     """Validate one CSV row; any problem is raised as an InputError naming ``line``."""
-    if None in row:
-        raise InputError(path, f"line {line}: more fields than columns in the header")
-    values = {key: (value or "").strip() for key, value in row.items()}
-
     def fail(problem: str) -> InputError:
         return InputError(path, f"line {line}: {problem}")
+
+    if None in row:
+        raise fail("more fields than columns in the header")
+    values = {key: (value or "").strip() for key, value in row.items()}
+    if not any(values.values()):
+        raise fail("empty row (every field is empty)")
+    if None in row.values():
+        raise fail(f"fewer fields than columns in the header ({sum(v is not None for v in row.values())} of {len(row)})")
 
     emdb_id = values["emdb_id"]
     if not _EMDB_ID.match(emdb_id):
