@@ -307,10 +307,10 @@ def test_finite_resolution_mode_uses_the_finite_resolution_renderer():
 
     grid = Grid((14, 12, 13), 1.0, (0.0, 0.0, 0.0))
     coords, numbers, b_factors, occupancies = random_atoms(5, grid, seed=9, margin=3.0)
-    expected = render_finite_resolution(coords, numbers, b_factors, occupancies, grid, 3.0)
+    expected = render_finite_resolution(coords[None], numbers[None], b_factors[None], occupancies[None], grid, 3.0)
     rendered = render_density(
-        torch.stack([coords, coords]), numbers, b_factors, occupancies, grid, resolution=3.0, resolution_mode="finite"
+        torch.stack([coords + 1.0, coords]), numbers, b_factors, occupancies, grid, resolution=3.0, resolution_mode="finite"
     )
-    torch.testing.assert_close(rendered[1], expected)
+    torch.testing.assert_close(rendered[1], expected[0])
     with pytest.raises(InputError, match="peng model"):
         DensityModelConfig(model="molmap", resolution=3.0, resolution_mode="finite")

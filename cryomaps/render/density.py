@@ -18,8 +18,10 @@ Resolution for ``peng`` (``resolution_mode``):
 
 - ``"blur"``: every Gaussian gets an extra per-axis variance ``sigma_res² = (sigma_factor * d)²``
   (Å²), i.e. an extra B-factor ``B_extra = 8 pi² sigma_res²``; ``resolution=None`` means no blur.
-- ``"finite"``: the finite-resolution atomic image (the form factor cut at 1/d), from
-  :func:`cryomaps.render.finite_resolution.render_finite_resolution`.
+- ``"finite"``: finite-resolution atomic images, i.e. the Peng map with its Fourier transform cut
+  sharply at ``|s| = 1/d`` (ripples included), computed by one FFT pair on a padded box in
+  :func:`cryomaps.render.finite_resolution.render_finite_resolution`; point-sampled or
+  voxel-averaged like the other models.
 
 Sampling: ``"point"`` (values at voxel centres) or ``"average"`` (the exact mean of each Gaussian
 over the voxel). Point sampling approximates averaging with an extra B of ``8 pi² h² / 12``.
@@ -267,14 +269,10 @@ def _render_gaussians(coords, atomic_numbers, b_factors, occupancies, grid, conf
 def _render_finite(coords, atomic_numbers, b_factors, occupancies, grid, config):
     from cryomaps.render.finite_resolution import render_finite_resolution
 
-    maps = [
-        render_finite_resolution(
-            coords[i], atomic_numbers[i], b_factors[i], occupancies[i], grid, config.resolution,
-            sampling=config.sampling,
-        )
-        for i in range(coords.shape[0])
-    ]
-    return torch.stack(maps)
+    return render_finite_resolution(
+        coords, atomic_numbers, b_factors, occupancies, grid, config.resolution,
+        sampling=config.sampling, backend=config.backend,
+    )
 
 
 def render_structure(

@@ -17,7 +17,7 @@ Two implementations sit behind it:
 
 ``backend="auto"`` picks Triton for CUDA tensors when available, torch otherwise. Both are
 registered with ``torch.library`` (fake tensors and autograd included), so the op works under
-``torch.compile``.
+``torch.compile``; plain eager calls do not import ``torch._dynamo`` (see :data:`LIBRARY`).
 """
 
 from __future__ import annotations
@@ -49,8 +49,26 @@ def resolve_backend(device: torch.device, backend: str) -> str:
     return backend
 
 
-@torch.library.custom_op("cryomaps::gaussian_sum", mutates_args=())
-def gaussian_sum_op(
+LIBRARY = torch.library.Library("cryomaps", "DEF")
+"""The ``cryomaps`` operator namespace. Ops are declared with ``Library.define`` and
+``torch.library.impl`` rather than ``torch.library.custom_op``: the latter wraps every kernel in
+``torch._disable_dynamo``, which imports ``torch._dynamo`` (about 1.4 s) at the first eager call."""
+
+LIBRARY.define(
+    "gaussian_sum(Tensor centres, Tensor weights, Tensor variances, Tensor radii, Tensor batch_index, "
+    "int n_batch, int[] shape, float[] voxel_size, float[] origin, str sampling, str backend) -> Tensor"
+)
+LIBRARY.define(
+    "gaussian_sum_backward(Tensor grad_grid, Tensor centres, Tensor weights, Tensor variances, Tensor radii, "
+    "Tensor batch_index, float[] voxel_size, float[] origin, str sampling, str backend) -> (Tensor, Tensor, Tensor)"
+)
+
+
+def _implementation(device: torch.device, backend: str):
+    return gaussian_triton if resolve_backend(device, backend) == "triton" else gaussian_torch
+
+
+def _gaussian_sum_kernel(
     centres: Tensor,
     weights: Tensor,
     variances: Tensor,
@@ -64,22 +82,18 @@ def gaussian_sum_op(
     backend: str,
 ) -> Tensor:
     """(n_batch, nx, ny, nz) sum of Gaussians; see the module docstring and :func:`gaussian_sum`."""
-    implementation = resolve_backend(centres.device, backend)
-    module = gaussian_triton if implementation == "triton" else gaussian_torch
-    return module.gaussian_sum_forward(
+    return _implementation(centres.device, backend).gaussian_sum_forward(
         centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling
     )
 
 
-@gaussian_sum_op.register_fake
 def _gaussian_sum_fake(
     centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling, backend
 ):
     return centres.new_empty((n_batch, *shape))
 
 
-@torch.library.custom_op("cryomaps::gaussian_sum_backward", mutates_args=())
-def gaussian_sum_backward_op(
+def _gaussian_sum_backward_kernel(
     grad_grid: Tensor,
     centres: Tensor,
     weights: Tensor,
@@ -92,14 +106,11 @@ def gaussian_sum_backward_op(
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients (centres, weights, variances) of ``sum(grad_grid * gaussian_sum(...))``."""
-    implementation = resolve_backend(centres.device, backend)
-    module = gaussian_triton if implementation == "triton" else gaussian_torch
-    return module.gaussian_sum_backward(
+    return _implementation(centres.device, backend).gaussian_sum_backward(
         grad_grid.contiguous(), centres, weights, variances, radii, batch_index, voxel_size, origin, sampling
     )
 
 
-@gaussian_sum_backward_op.register_fake
 def _gaussian_sum_backward_fake(
     grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling, backend
 ):
@@ -121,7 +132,16 @@ def _backward(ctx, grad_grid):
     return grad_centres, grad_weights, grad_variances, None, None, None, None, None, None, None, None
 
 
-torch.library.register_autograd("cryomaps::gaussian_sum", _backward, setup_context=_setup_context)
+for _name, _kernel, _fake in (
+    ("gaussian_sum", _gaussian_sum_kernel, _gaussian_sum_fake),
+    ("gaussian_sum_backward", _gaussian_sum_backward_kernel, _gaussian_sum_backward_fake),
+):
+    torch.library.impl(f"cryomaps::{_name}", "default", _kernel, lib=LIBRARY)
+    torch.library.register_fake(f"cryomaps::{_name}", _fake, lib=LIBRARY)
+torch.library.register_autograd("cryomaps::gaussian_sum", _backward, setup_context=_setup_context, lib=LIBRARY)
+
+gaussian_sum_op = torch.ops.cryomaps.gaussian_sum.default
+gaussian_sum_backward_op = torch.ops.cryomaps.gaussian_sum_backward.default
 
 
 def available_memory_bytes(device: torch.device) -> int:
