@@ -7,11 +7,13 @@ code path as ``cryomaps generate`` (bundled generator) and, for comparison, ``cr
 
 from __future__ import annotations
 
+from cryomaps.commands import options
+
 HELP = "run the main job on the built-in example peptide (map file + PNG of its slices)"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", default="demo_output", help="output folder (created if needed)")
+    parser.add_argument("--out", default="demo_output", type=options.output_folder, help="output folder (created if needed)")
 
 
 def run(args) -> int:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from cryomaps.commands import options
+
 HELP = "score maps against reference maps (SSIM, correlations, FSC): one pair, or a manifest as a report"
 
 # Options of single-pair mode without defaults (attribute -> option), refused in report mode.
@@ -55,14 +57,14 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument(
         "--model-resolution",
-        type=float,
+        type=options.resolution,
         metavar="Å",
         help="resolution passed to the renderer for the model map (needed by molmap)",
     )
     parser.add_argument(
-        "--mask-radius", type=float, default=3.0, metavar="Å", help="mask radius around atoms (default: 3)"
+        "--mask-radius", type=options.float_range(0.0, 100.0, exclusive_minimum=True, unit="Å"), default=3.0, metavar="Å", help="mask radius around atoms (default: 3)"
     )
-    parser.add_argument("--json", type=Path, dest="json_path", metavar="OUT.json", help="also write the scores here")
+    parser.add_argument("--json", type=lambda text: Path(options.output_file(text)), dest="json_path", metavar="OUT.json", help="also write the scores here")
 
 
 def run(args) -> int:
@@ -98,7 +100,11 @@ def run_single_pair(args) -> int:
         raise InputError(
             None, "both --pred and --ref are required (or key=value overrides for a report: manifest=M.csv out=DIR)"
         )
+    options.check_distinct_paths({"--pred": args.pred, "--ref": args.ref, "--model": args.model}, {"--json": args.json_path})
     pred, ref = read_map(args.pred), read_map(args.ref)
+    for path, density in ((args.pred, pred), (args.ref, ref)):
+        options.check_map_informative(density, path)
+    check_overlap(pred, ref, args.pred, args.ref)
     model_coords = model_map = None
     if args.model is not None:
         model_coords, model_map = _model_inputs(args, ref)
@@ -117,9 +123,29 @@ def _model_inputs(args, ref):
     from cryomaps.render import render_structure
 
     structure = read_structure(args.model)
-    options = {} if args.model_resolution is None else {"resolution": args.model_resolution}
-    model_map = render_structure(structure, ref.grid, model=args.model_density, **options)
+    options.check_model_in_grid(structure, ref.grid, f"the --ref map {args.ref}")
+    settings = {} if args.model_resolution is None else {"resolution": args.model_resolution}
+    model_map = render_structure(structure, ref.grid, model=args.model_density, **settings)
     return structure.coords, model_map
+
+
+def check_overlap(pred, ref, pred_path, ref_path) -> None:
+    """Refuse maps whose boxes do not overlap; warn when they share less than half of the reference's box."""
+    import numpy as np
+
+    from cryomaps.errors import InputError
+
+    def box(density):
+        low = density.origin - density.voxel_size / 2
+        return low, low + density.grid.extent
+
+    (pred_low, pred_high), (ref_low, ref_high) = box(pred), box(ref)
+    shared = (np.minimum(pred_high, ref_high) - np.maximum(pred_low, ref_low)).clip(min=0)
+    fraction = float(shared.prod() / (ref_high - ref_low).prod())
+    if fraction == 0.0:
+        raise InputError(pred_path, f"its box does not overlap the box of the reference {ref_path}")
+    if fraction < 0.5:
+        options.warn(f"{pred_path} covers only {100 * fraction:.1f}% of the box of the reference {ref_path}")
 
 
 def _optional_str(path) -> str | None:

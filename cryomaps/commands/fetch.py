@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from cryomaps.commands import options
+
 HELP = "download the EMDB maps and PDB models of a manifest (cached, checksummed, resumable)"
+
 
 def add_arguments(parser) -> None:
     """Declare the options of ``cryomaps fetch``."""
     parser.add_argument("manifest", help="manifest CSV (see data_manifests/README.md)")
     parser.add_argument(
-        "--out", required=True, help="folder for maps/, models/, manifest.csv, fetch_report.csv, checksums.json"
+        "--out", required=True, type=options.output_folder, help="folder for maps/, models/, manifest.csv, fetch_report.csv, checksums.json"
     )
     parser.add_argument(
         "--emdb-url",
@@ -22,12 +25,12 @@ def add_arguments(parser) -> None:
         "(default: the wwPDB archive, .../divided/mmCIF/{pdb_mid}/{pdb_id}.cif.gz)",
     )
     parser.add_argument("--split", choices=("train", "val", "test"), help="fetch only the entries of this split")
-    parser.add_argument("--workers", type=int, default=4, help="parallel transfers (default: %(default)s)")
-    parser.add_argument("--retries", type=int, default=3, help="retries of a failed transfer (default: %(default)s)")
+    parser.add_argument("--workers", type=options.int_range(1, 64), default=4, help="parallel transfers (default: %(default)s)")
+    parser.add_argument("--retries", type=options.int_range(0, 100), default=3, help="retries of a failed transfer (default: %(default)s)")
     parser.add_argument(
-        "--backoff", type=float, default=1.0, help="seconds before the first retry, doubled for each next one"
+        "--backoff", type=options.float_range(0.0, 3600.0, unit="s"), default=1.0, help="seconds before the first retry, doubled for each next one"
     )
-    parser.add_argument("--timeout", type=float, default=60.0, help="socket timeout in seconds (default: %(default)s)")
+    parser.add_argument("--timeout", type=options.float_range(0.0, 3600.0, exclusive_minimum=True, unit="s"), default=60.0, help="socket timeout in seconds (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+from cryomaps.commands import options
+
 HELP = "generate an experimental-like map from a PDB/mmCIF model with the struc2map generator"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="atomic model (.pdb/.cif, optionally .gz)")
-    parser.add_argument("-o", "--output", required=True, help="output map (.mrc, .map or .mrc.gz)")
+    parser.add_argument("-o", "--output", required=True, type=options.output_file, help="output map (.mrc, .map or .mrc.gz)")
     parser.add_argument("--like", help="write the map on this reference map's grid (voxel size, origin, box)")
     parser.add_argument(
-        "--resolution", type=float,
+        "--resolution", type=options.resolution,
         help="target resolution (Å): conditions a resolution-aware generator; for others the output is "
         "low-pass filtered with a Gaussian of σ = 0.225·resolution (molmap convention)",
     )
     parser.add_argument("--ckpt", help="generator weights (.pt) or training checkpoint (.ckpt); default: the bundled model")
-    parser.add_argument("--padding", type=float, default=8.0, help="Å of space around the model (default 8)")
+    parser.add_argument("--padding", type=options.padding, default=8.0, help="Å of space around the model (default 8)")
     parser.add_argument("--tiling", choices=["blend", "published"], default="blend",
                         help="blend: overlapping tiles averaged smoothly (default); published: 32³ tiles, 20³ cores, hard stitching")
-    parser.add_argument("--tile-size", type=int, default=32, help="tile edge in voxels (blend mode)")
-    parser.add_argument("--overlap", type=int, default=16, help="voxels shared by neighbouring tiles (blend mode)")
-    parser.add_argument("--batch-size", type=int, default=8, help="tiles per network call")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1 … (default: CUDA when available)")
-    parser.add_argument("--png", help="also write a PNG of the map's central slices")
+    parser.add_argument("--tile-size", type=options.int_range(8, 256), default=32, help="tile edge in voxels (blend mode)")
+    parser.add_argument("--overlap", type=options.int_range(0), default=16, help="voxels shared by neighbouring tiles (blend mode)")
+    parser.add_argument("--batch-size", type=options.int_range(1, 4096), default=8, help="tiles per network call")
+    parser.add_argument("--device", type=options.device, help="cpu, cuda, cuda:1 … (default: CUDA when available)")
+    parser.add_argument("--png", type=options.output_file, help="also write a PNG of the map's central slices")
 
 
 def run(args) -> int:
@@ -35,10 +37,16 @@ def run(args) -> int:
     from cryomaps.io.weights import load_network
 
     started = time.perf_counter()
+    options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},
+                                 {"-o": args.output, "--png": args.png})
     structure = read_structure(args.model, remove_waters=True, remove_hydrogens=True)
     like = read_map(args.like) if args.like else None
+    if like is not None:
+        options.check_map_informative(like, args.like)
+        options.check_model_in_grid(structure, like.grid, f"the --like map {args.like}")
     weights = args.ckpt or bundled_weights_path("generator")
     loaded = load_network(weights, "generator")
+    check_tiling(args, loaded, weights)
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
     generated = generate_map(structure, loaded.network, loaded.metadata, args.padding, like, args.resolution, tiling)
     if args.resolution is not None and loaded.network.embedding is None:
@@ -54,3 +62,17 @@ def run(args) -> int:
         save_central_slices(args.png, generated, {}, reference_name="generated")
         print(f"wrote {args.png}")
     return 0
+
+
+def check_tiling(args, loaded, weights) -> None:
+    """Refuse tiles the generator cannot take and weights without the metadata that prepares its input."""
+    from cryomaps.errors import InputError
+
+    missing = [key for key in ("voxel_size", "input") if key not in loaded.metadata]
+    if missing:
+        raise InputError(weights, f"generator weights lack the metadata {', '.join(missing)}")
+    stride = loaded.network.stride
+    if args.tiling == "blend" and args.tile_size % stride:
+        raise InputError(None, f"--tile-size must be a multiple of the generator's stride {stride}, got {args.tile_size}")
+    if args.tiling == "blend" and args.overlap >= args.tile_size:
+        raise InputError(None, f"--overlap must be smaller than --tile-size {args.tile_size}, got {args.overlap}")

@@ -13,6 +13,8 @@ Outside the (given or predicted) mask the local resolution is ``--background`` (
 
 from __future__ import annotations
 
+from cryomaps.commands import options
+
 HELP = "estimate a local-resolution map (Å): one map with a trained network, or two half maps by windowed FSC"
 
 
@@ -21,22 +23,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--half1", help="first half map (.mrc/.map[.gz])")
     parser.add_argument("--half2", help="second half map, on the same grid")
     parser.add_argument("--mask", help="mask on the same grid (values > 0.5 inside); estimates only inside")
-    parser.add_argument("-o", "--output", required=True, help="output local-resolution map (Å)")
-    parser.add_argument("--mask-out", help="single-map mode: write the predicted molecular mask here")
+    parser.add_argument("-o", "--output", required=True, type=options.output_file, help="output local-resolution map (Å)")
+    parser.add_argument("--mask-out", type=options.output_file, help="single-map mode: write the predicted molecular mask here")
     parser.add_argument("--ckpt", help="single-map mode: CryoRes weights file or checkpoint (default: the bundled model)")
-    parser.add_argument("--batch-size", type=int, default=8, help="single-map mode: tiles per network call (8)")
-    parser.add_argument("--overlap", type=int, default=None,
+    parser.add_argument("--batch-size", type=options.int_range(1, 4096), default=8, help="single-map mode: tiles per network call (8)")
+    parser.add_argument("--overlap", type=options.int_range(0), default=None,
                         help="single-map mode: voxels shared by neighbouring tiles (half a tile; a quarter is ~3x faster, with seams)")
     parser.add_argument("--no-flip-average", dest="flip_average", action="store_false",
                         help="single-map mode: skip the second, inverted pass that is averaged in (twice as fast)")
-    parser.add_argument("--window", type=float, default=25.0, help="window diameter at half weight, Å (25)")
-    parser.add_argument("--step", type=float, default=None, help="distance between estimates, Å (window/4)")
-    parser.add_argument("--soft-edge", type=float, default=5.0, help="raised-cosine window edge width, Å (5)")
+    parser.add_argument("--window", type=options.positive_float, default=25.0, help="window diameter at half weight, Å (25)")
+    parser.add_argument("--step", type=options.positive_float, default=None, help="distance between estimates, Å (window/4)")
+    parser.add_argument("--soft-edge", type=options.non_negative_float, default=5.0, help="raised-cosine window edge width, Å (5)")
     parser.add_argument("--shape", choices=("sphere", "cube"), default="sphere", help="window shape (sphere)")
-    parser.add_argument("--threshold", type=float, default=0.143, help="FSC threshold (0.143)")
-    parser.add_argument("--background", type=float, default=100.0, help="value outside the mask, Å (100)")
-    parser.add_argument("--png", help="also write central slices of the map and its local resolution (PNG)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
+    parser.add_argument("--threshold", type=options.float_range(0.0, 1.0, exclusive_minimum=True), default=0.143, help="FSC threshold (0.143)")
+    parser.add_argument("--background", type=options.positive_float, default=100.0, help="value outside the mask, Å (100)")
+    parser.add_argument("--png", type=options.output_file, help="also write central slices of the map and its local resolution (PNG)")
+    parser.add_argument("--device", default=None, type=options.device, help="torch device (default: cuda when available, else cpu)")
 
 
 def run(args) -> int:
@@ -44,6 +46,10 @@ def run(args) -> int:
 
     from cryomaps.errors import InputError
 
+    options.check_distinct_paths(
+        {"MAP": args.map, "--half1": args.half1, "--half2": args.half2, "--mask": args.mask, "--ckpt": args.ckpt},
+        {"-o": args.output, "--mask-out": args.mask_out, "--png": args.png},
+    )
     if args.map is not None and args.half1 is None and args.half2 is None:
         return run_single_map(args)
     if args.half1 is None and args.half2 is None:
@@ -60,6 +66,9 @@ def run(args) -> int:
 
     start = time.perf_counter()
     half1, half2 = read_map(args.half1), read_map(args.half2)
+    for path, half in ((args.half1, half1), (args.half2, half2)):
+        options.check_map_informative(half, path, minimum_edge=MINIMUM_EDGE)
+    check_window(args, half1)
     mask = read_map(args.mask) if args.mask else None
     locres = local_resolution(
         half1, half2, mask, window=args.window, step=args.step, soft_edge=args.soft_edge, shape=args.shape,
@@ -92,7 +101,11 @@ def run_single_map(args) -> int:
     if args.ckpt is None and not weights.is_file():
         raise InputError(weights, "the bundled trained network is missing; give a CryoRes weights file with --ckpt")
     loaded = load_network(weights, "cryores")
+    tile_size = int(loaded.metadata.get("tile_size", 0))
+    if args.overlap is not None and not args.overlap < tile_size:
+        raise InputError(None, f"--overlap must be smaller than the network's tile size {tile_size}, got {args.overlap}")
     density = read_map(args.map)
+    options.check_map_informative(density, args.map, minimum_edge=MINIMUM_EDGE)
     result = predict_local_resolution(
         density, loaded.network, loaded.metadata, overlap=args.overlap, flip_average=args.flip_average,
         batch_size=args.batch_size, device=args.device,
@@ -109,6 +122,21 @@ def run_single_map(args) -> int:
     if args.png:
         save_slices(args.png, density.data, result.locres, result.mask.data > 0.5)
     return 0
+
+
+MINIMUM_EDGE = 8
+"""Fewest voxels per axis of a map whose local resolution is estimated (either mode)."""
+
+
+def check_window(args, half_map) -> None:
+    """Refuse a window wider than the half maps' box or too narrow to hold two voxels."""
+    from cryomaps.errors import InputError
+
+    extent = float(min(half_map.grid.extent))
+    finest = 2.0 * float(max(half_map.voxel_size))
+    if not finest <= args.window <= extent:
+        raise InputError(None, f"--window must lie between 2 voxels ({finest:g} Å) and the map's smallest "
+                         f"edge ({extent:g} Å), got {args.window:g} Å")
 
 
 def save_slices(path, density, locres, inside) -> None:

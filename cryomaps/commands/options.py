@@ -166,6 +166,21 @@ def output_problem(text: str) -> str | None:
     return None
 
 
+def output_folder(text: str) -> str:
+    """A folder to write into: an existing writable folder, or one that can be created. Returns ``text``."""
+    if not text or not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
+    existing = path
+    while not existing.exists():  # the nearest folder that exists ("." or "/" at the latest)
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is not a writable folder")
+    return text
+
+
 def check_distinct_paths(inputs: dict[str, object], outputs: dict[str, object]) -> None:
     """Refuse an output that is one of the inputs or another output (symbolic and hard links resolved).
 

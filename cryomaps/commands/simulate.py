@@ -7,19 +7,21 @@ the grid of an existing map (``--like``).
 
 from __future__ import annotations
 
+from cryomaps.commands import options
+
 HELP = "simulate a density map from an atomic model (molmap or Peng potential)"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("model_file", metavar="MODEL", help="atomic model (.pdb/.cif, optionally .gz)")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT.mrc", help="map to write")
+    parser.add_argument("-o", "--output", required=True, type=options.output_file, metavar="OUT.mrc", help="map to write")
     parser.add_argument(
         "--model", choices=("peng", "molmap"), default="peng",
         help="density model: Peng/ITC 4.3.2.2 electron potential with B-factors (default), "
         "or ChimeraX molmap Gaussians (needs --resolution)",
     )
     parser.add_argument(
-        "--resolution", type=float, default=None, metavar="Å",
+        "--resolution", type=options.resolution, default=None, metavar="Å",
         help="resolution d: molmap sigma = sigma_factor x d; for peng an extra blur of the same sigma "
         "(or the finite-resolution image with --resolution-mode finite); default none for peng",
     )
@@ -28,16 +30,16 @@ def add_arguments(parser) -> None:
         help="how peng applies --resolution: Gaussian blur (default) or finite-resolution atomic images",
     )
     parser.add_argument(
-        "--sigma-factor", type=float, default=None, metavar="F",
+        "--sigma-factor", type=options.positive_float, default=None, metavar="F",
         help="Gaussian sigma per Å of resolution (default 1/(pi*sqrt(2)) = 0.225, ChimeraX molmap)",
     )
     parser.add_argument(
         "--sampling", choices=("point", "average"), default="point",
         help="values at voxel centres (default) or exact averages over each voxel",
     )
-    parser.add_argument("--voxel-size", type=float, default=1.0, metavar="Å", help="voxel size (default 1)")
+    parser.add_argument("--voxel-size", type=options.voxel_size, default=1.0, metavar="Å", help="voxel size (default 1)")
     parser.add_argument(
-        "--padding", type=float, default=10.0, metavar="Å",
+        "--padding", type=options.padding, default=10.0, metavar="Å",
         help="margin added around the atoms' bounding box (default 10)",
     )
     parser.add_argument(
@@ -48,22 +50,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--remove-hydrogens", action="store_true", help="leave hydrogen atoms out")
     parser.add_argument("--remove-waters", action="store_true", help="leave water molecules out")
     parser.add_argument(
-        "--device", default=None,
+        "--device", default=None, type=options.device,
         help="torch device (default: cuda when available, else cpu)",
     )
 
 
 def output_grid(args, coords):
     """The grid of the output map: ``--like``'s grid, else a box around ``coords`` (N, 3) Å."""
-    from cryomaps.errors import InputError
     from cryomaps.io import Grid, read_map
 
     if args.like is not None:
-        return read_map(args.like).grid
-    if not args.voxel_size > 0:
-        raise InputError(None, f"--voxel-size must be positive, got {args.voxel_size}")
-    if not args.padding >= 0:
-        raise InputError(None, f"--padding must be non-negative, got {args.padding}")
+        like = read_map(args.like)
+        options.check_map_informative(like, args.like)
+        return like.grid
     return Grid.around(coords, voxel_size=args.voxel_size, padding=args.padding)
 
 
@@ -89,11 +88,14 @@ def run(args) -> int:
     from cryomaps.io import DensityMap, read_structure, write_map
     from cryomaps.render import render_structure
 
+    options.check_distinct_paths({"MODEL": args.model_file, "--like": args.like}, {"-o": args.output})
     config = density_config(args)
     structure = read_structure(
         args.model_file, remove_hydrogens=args.remove_hydrogens, remove_waters=args.remove_waters
     )
     grid = output_grid(args, structure.coords)
+    if args.like is not None:
+        options.check_model_in_grid(structure, grid, f"the --like map {args.like}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     with torch.no_grad():
         density = render_structure(structure, grid, config, device=device)

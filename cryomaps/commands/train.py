@@ -23,6 +23,8 @@ def compose_and_run(config_name: str, args) -> int:
     from cryomaps.config import compose_config
 
     config = compose_config(config_name, args.overrides)
+    check_override_types(config_name, args.overrides, config)
+    check_accelerator(config)
     if args.cfg:
         print(OmegaConf.to_yaml(config))
         return 0
@@ -46,3 +48,75 @@ def missing_settings(settings, prefix: str = "") -> list[str]:
     if isinstance(settings, list):
         return [key for index, value in enumerate(settings) for key in missing_settings(value, f"{prefix}{index}.")]
     return [prefix.rstrip(".")] if settings == "???" else []
+
+
+FREE_FORM_KEYS = ("devices",)
+"""Settings whose packaged value is a number but which also take words or lists (``devices=auto``)."""
+
+
+def check_override_types(config_name: str, overrides: list[str], config) -> None:
+    """Refuse a ``key=value`` override whose value has the wrong type for the packaged setting.
+
+    The packaged value (composed with the same config-group choices, e.g. ``task=cryores``) gives
+    the type: an integer setting takes integers, a number setting numbers, a boolean true/false
+    (or an integer, as Lightning's ``fast_dev_run`` does), so ``trainer.max_epochs=abc`` fails
+    before anything runs.
+
+    Raises:
+        InputError: naming the override, the expected type and the packaged value.
+    """
+    from omegaconf import OmegaConf
+
+    from cryomaps.config import compose_config, config_dir
+    from cryomaps.errors import InputError
+
+    groups = {entry.name for entry in config_dir().iterdir() if entry.is_dir()}
+    keyed = [(item.split("=", 1)[0].lstrip("+~"), item) for item in overrides if "=" in item]
+    reference = compose_config(config_name, [item for key, item in keyed if key in groups])
+    for key, item in keyed:
+        if key in groups or key.rsplit(".", 1)[-1] in FREE_FORM_KEYS:
+            continue
+        packaged = OmegaConf.select(reference, key, default=None)
+        given = OmegaConf.select(config, key, default=None)
+        expected = _expected_type(packaged)
+        if expected is not None and not _has_type(given, expected):
+            raise InputError(None, f"override {item}: {key} must be {expected} (packaged value {packaged})")
+
+
+def _expected_type(packaged) -> str | None:
+    if isinstance(packaged, bool):
+        return "true or false"
+    if isinstance(packaged, int):
+        return "an integer"
+    if isinstance(packaged, float):
+        return "a number"
+    return None
+
+
+def _has_type(value, expected: str) -> bool:
+    import math
+
+    if expected == "true or false":
+        return isinstance(value, (bool, int))
+    if isinstance(value, bool):
+        return False
+    if expected == "an integer":
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+KNOWN_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+
+
+def check_accelerator(config) -> None:
+    """Refuse an accelerator that Lightning does not know or that this machine lacks."""
+    from cryomaps.errors import InputError
+
+    accelerator = config.get("trainer", {}).get("accelerator", "auto")
+    if accelerator not in KNOWN_ACCELERATORS:
+        raise InputError(None, f"trainer.accelerator must be one of {', '.join(KNOWN_ACCELERATORS)}, got {accelerator!r}")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError(None, f"trainer.accelerator={accelerator}: CUDA is not available on this machine (use cpu)")

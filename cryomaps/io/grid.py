@@ -18,6 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cryomaps.errors import InputError
+
+MAX_VOXELS = 2_000_000_000
+"""Largest grid :meth:`Grid.around` builds (8 GB as float32); beyond it the options are surely wrong."""
+
 
 def as_header_precision(values) -> np.ndarray:
     """Return ``values`` as a float64 array of 3 numbers rounded to float32 (MRC header) precision."""
@@ -59,13 +64,27 @@ class Grid:
 
     @classmethod
     def around(cls, coords: np.ndarray, voxel_size=1.0, padding: float = 10.0) -> "Grid":
-        """Grid covering the bounding box of ``coords`` (N, 3) Å plus ``padding`` Å on every side."""
-        coords = np.asarray(coords, dtype=np.float64)
+        """Grid covering the bounding box of ``coords`` (N, 3) Å plus ``padding`` Å on every side.
+
+        Raises:
+            InputError: no or non-finite coordinates, a voxel size that is not positive and finite,
+                a negative or non-finite padding, or a grid of more than :data:`MAX_VOXELS` voxels.
+        """
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 3)
         voxel = as_header_precision(voxel_size)
+        if len(coords) == 0 or not np.all(np.isfinite(coords)):
+            raise InputError(None, "cannot build a box around missing or non-finite coordinates")
+        if not (np.all(np.isfinite(voxel)) and np.all(voxel > 0)):
+            raise InputError(None, f"voxel size must be positive and finite, got {voxel.tolist()}")
+        if not (np.isfinite(padding) and padding >= 0):
+            raise InputError(None, f"padding must be a non-negative number of Å, got {float(padding)}")
         low = coords.min(axis=0) - padding
         high = coords.max(axis=0) + padding
-        shape = np.floor((high - low) / voxel).astype(int) + 1
-        return cls(tuple(shape), voxel, low)
+        counts = np.floor((high - low) / voxel) + 1
+        if float(np.prod(counts)) > MAX_VOXELS:
+            raise InputError(None, f"the box around the model would have {' x '.join(f'{c:.0f}' for c in counts)} "
+                             f"voxels (over {MAX_VOXELS:.0e}): use a larger voxel size or less padding")
+        return cls(tuple(counts.astype(int)), voxel, low)
 
     @property
     def n_voxels(self) -> int:

@@ -64,32 +64,52 @@ def save_network(
 
 
 def _load(path: str | os.PathLike) -> dict:
+    """The dict stored in a weights or checkpoint file (anything else is an :class:`InputError`)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such weights or checkpoint file")
+    if path.stat().st_size == 0:
+        raise InputError(path, "empty file, not a weights/checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        raise InputError(path, f"not a loadable weights/checkpoint file ({str(error).splitlines()[0]})") from None
+        text = str(error).strip() or type(error).__name__
+        raise InputError(path, f"not a loadable weights/checkpoint file ({text.splitlines()[0]})") from None
+    if not isinstance(content, dict):
+        raise InputError(path, f"holds a {type(content).__name__}, not a cryomaps weights file or checkpoint")
+    return content
 
 
 def load_network(path: str | os.PathLike, kind: str) -> LoadedNetwork:
-    """Rebuild a network of ``kind`` from a weights file or a task checkpoint."""
+    """Rebuild a network of ``kind`` from a weights file or a task checkpoint.
+
+    Raises:
+        InputError: the file is not a weights file or checkpoint, holds another kind of network,
+            lacks its hyperparameters, or its tensors do not fit the network they describe.
+    """
     content = _load(path)
     if content.get("format") == WEIGHTS_FORMAT:
-        if content["kind"] != kind:
-            raise InputError(path, f"holds a {content['kind']} network, not a {kind}")
-        hyperparameters, state_dict = content["hyperparameters"], content["state_dict"]
+        if content.get("kind") != kind:
+            raise InputError(path, f"holds a {content.get('kind')} network, not a {kind}")
+        hyperparameters, state_dict = content.get("hyperparameters"), content.get("state_dict")
         metadata = content.get("metadata", {})
     else:
-        metadata = content.get("hyper_parameters", {}).get("metadata", {})
-        hyperparameters = content.get("hyper_parameters", {}).get(kind)
-        if hyperparameters is None or "state_dict" not in content:
+        stored = content.get("hyper_parameters")
+        stored = stored if isinstance(stored, dict) else {}
+        metadata = stored.get("metadata", {})
+        hyperparameters = stored.get(kind)
+        if hyperparameters is None or not isinstance(content.get("state_dict"), dict):
             raise InputError(path, f"is not a cryomaps weights file or a checkpoint with a {kind} network")
         prefix = f"{kind}."
         state_dict = {k[len(prefix):]: v for k, v in content["state_dict"].items() if k.startswith(prefix)}
-    network = build_network(kind, **hyperparameters)
-    network.load_state_dict(state_dict)
+    if not isinstance(hyperparameters, dict) or not isinstance(state_dict, dict) or not isinstance(metadata, dict):
+        raise InputError(path, f"lacks the hyperparameters, metadata or weights of its {kind} network")
+    try:
+        network = build_network(kind, **hyperparameters)
+        network.load_state_dict(state_dict)
+    except (TypeError, ValueError, KeyError, RuntimeError) as error:
+        text = " ".join(str(error).split()) or type(error).__name__
+        raise InputError(path, f"does not describe a usable {kind} network ({text[:200]})") from None
     return LoadedNetwork(network.eval(), dict(hyperparameters), dict(metadata))
 
 
