@@ -240,3 +240,202 @@ def test_curate_command_with_overrides_after_out(renderer, data_root, tmp_path, 
     pair = read_curated_pair(read_curated_index(tmp_path / "out")[0].path)
     assert pair.metadata["curation"]["normalisation"] == "published_minmax"
     assert np.all(pair.target[~pair.mask] == pair.target[~pair.mask][0]) and pair.target[~pair.mask][0] > 0
+
+
+# --- Curation at scale: workers, resume, shards, merge; bad settings ---------------------------------
+
+# Four rows of the shared pairs: two accepted, one rejected by correlation, and a later twin of the
+# first that the redundancy filter rejects (row 3, in the other shard than row 0 with shard=i/2).
+SCALE_LABELS = ("EMD-6374_3JB0-D_segment", "EMD-2566_mitoribosome_chain9_segment", "EMD-21457_spike_NTD_segment")
+
+
+def _write_scale_manifest(path: Path, rows: list[str]) -> Path:
+    lines = MANIFEST.read_text().splitlines()
+    by_label = {line.split(",", 1)[0]: line for line in lines[1:]}
+    path.write_text("\n".join([lines[0]] + [by_label[label] if label in by_label else label for label in rows]) + "\n")
+    return path
+
+
+def _twin_row(label: str, twin_name: str) -> str:
+    """A manifest row for the same files as ``label`` under another name."""
+    lines = MANIFEST.read_text().splitlines()
+    return next(line for line in lines if line.startswith(label + ",")).replace(label, twin_name, 1)
+
+
+@pytest.fixture(scope="module")
+def scale_manifest(tmp_path_factory):
+    rows = list(SCALE_LABELS) + [_twin_row(SCALE_LABELS[0], "twin_of_6374")]
+    return _write_scale_manifest(tmp_path_factory.mktemp("scale") / "four.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def serial_run(renderer, scale_manifest, data_root, tmp_path_factory):
+    """The four rows curated with workers=1 through the command: the output folder."""
+    from cryomaps.cli import main
+
+    out = tmp_path_factory.mktemp("serial") / "out"
+    assert main(["curate", str(scale_manifest), "--out", str(out), f"data_root={data_root}"]) == 0
+    return out
+
+
+def _assert_same_curation(first: Path, second: Path) -> None:
+    """Same report, index and NAME.npz files with identical arrays and metadata."""
+    assert (first / REPORT_NAME).read_text() == (second / REPORT_NAME).read_text()
+    assert (first / "curated.csv").read_text() == (second / "curated.csv").read_text()
+    assert sorted(p.name for p in first.glob("*.npz")) == sorted(p.name for p in second.glob("*.npz"))
+    for path in first.glob("*.npz"):
+        with np.load(path) as a, np.load(second / path.name) as b:
+            assert a.files == b.files
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{path.name}:{key}")
+
+
+def test_scale_manifest_exercises_accepted_rejected_and_redundant_rows(serial_run):
+    rows = {row["name"]: row for row in _report_rows(serial_run)}
+    assert [rows[label]["decision"] for label in SCALE_LABELS] == ["accepted", "accepted", "rejected"]
+    assert rows["twin_of_6374"]["reason"] == f"sequence identity 100% > 30% with kept pair {SCALE_LABELS[0]}"
+    assert sorted(p.name for p in serial_run.glob("*.npz")) == sorted(f"{label}.npz" for label in SCALE_LABELS[:2])
+
+
+def test_two_workers_give_the_same_files_and_report_as_one(serial_run, scale_manifest, data_root, tmp_path):
+    from cryomaps.cli import main
+
+    out = tmp_path / "out"
+    assert main(["curate", str(scale_manifest), "--out", str(out), f"data_root={data_root}", "workers=2"]) == 0
+    _assert_same_curation(serial_run, out)
+
+
+def test_worker_pool_runs_items_in_other_processes_and_keeps_order():
+    import operator
+    import os
+
+    from cryomaps.data.curation_store import map_in_order, worker_pool
+
+    with worker_pool(2) as pool:
+        pids = list(map_in_order(operator.call, [os.getpid] * 6, pool, max_in_flight=3))
+        absolute = list(map_in_order(abs, [-5, 3, -1, 7, -2], pool, max_in_flight=2))
+    assert os.getpid() not in pids
+    assert absolute == [5, 3, 1, 7, 2]
+
+
+def test_shards_then_merge_equal_the_unsharded_run(serial_run, scale_manifest, data_root, tmp_path, capsys):
+    from cryomaps.cli import main
+
+    out = tmp_path / "out"
+    common = [str(scale_manifest), "--out", str(out), f"data_root={data_root}"]
+    assert main(["curate", *common, "shard=1/2"]) == 0
+    assert not (out / "curated.csv").exists()
+    capsys.readouterr()
+    assert main(["curate", *common, "merge=true"]) == 2  # shard 0 has not run yet
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "2 of 4 pairs" in error and SCALE_LABELS[0] in error
+    assert main(["curate", *common, "shard=0/2"]) == 0
+    with open(out / "curation_report.shard-1-of-2.csv", newline="") as handle:
+        second_shard = {row["name"]: row["decision"] for row in csv.DictReader(handle)}
+    assert second_shard == {SCALE_LABELS[1]: "candidate", "twin_of_6374": "candidate"}
+    capsys.readouterr()
+    assert main(["curate", *common, "merge=true"]) == 0
+    assert "4 of them reused" in capsys.readouterr().out  # merge curates nothing
+    _assert_same_curation(serial_run, out)
+
+
+def _curated_pairs_of(results) -> list[str]:
+    return [result.entry.label for result in results if not result.reused]
+
+
+def test_rerun_reuses_records_and_changed_settings_or_files_curate_again(renderer, example_entries, tmp_path):
+    import os
+    import shutil
+
+    entries = [e for e in example_entries if e.label in SCALE_LABELS[:2]]
+    model_copy = tmp_path / "model.pdb"
+    shutil.copy(entries[1].model_path, model_copy)
+    entries[1] = replace(entries[1], model_path=model_copy)
+    out = tmp_path / "out"
+    first = curate_entries(entries, out)
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".npz", ".json")}
+    assert len(stamps) == 4  # two NAME.npz, two records
+
+    again = curate_entries(entries, out)
+    assert _curated_pairs_of(again) == [] and all(r.reused for r in again)
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in stamps} == stamps
+    assert [r.report_row() for r in again] == [r.report_row() for r in first]
+
+    wider = curate_entries(entries, out, CurationOptions(cushion=4.0))
+    assert _curated_pairs_of(wider) == [e.label for e in entries]
+    assert all(r.report_row()["box_shape"] != f.report_row()["box_shape"] for r, f in zip(wider, first))
+
+    later = model_copy.stat().st_mtime + 10.0  # same settings, newer model file: only that pair is curated again
+    os.utime(model_copy, (later, later))
+    assert _curated_pairs_of(curate_entries(entries, out, CurationOptions(cushion=4.0))) == [entries[1].label]
+
+
+def test_reordered_manifest_restores_the_file_of_a_pair_no_longer_redundant(renderer, example_entries, tmp_path):
+    entry = next(e for e in example_entries if e.label == SCALE_LABELS[0])
+    first, second = replace(entry, name="first"), replace(entry, name="second")
+    curate_entries([first, second], tmp_path)
+    assert (tmp_path / "first.npz").is_file() and not (tmp_path / "second.npz").exists()
+    results = curate_entries([second, first], tmp_path)
+    assert [r.accepted for r in results] == [True, False] and all(r.reused for r in results)
+    assert (tmp_path / "second.npz").is_file() and not (tmp_path / "first.npz").exists()
+    assert [row.name for row in read_curated_index(tmp_path)] == ["second"]
+
+
+@pytest.mark.parametrize(
+    "override, option",
+    [
+        ("voxel_size=0", "voxel_size=0"),
+        ("voxel_size=-1", "voxel_size=-1"),
+        ("voxel_size=nan", "voxel_size=nan"),
+        ("voxel_size=inf", "voxel_size=inf"),
+        ("mask_radius=abc", "mask_radius=abc"),
+        ("percentile=150", "percentile=150"),
+        ("render.resolution=0", "render.resolution=0"),
+        ("render.sampling=cubic", "sampling"),
+        ("filters.max_sequence_identity=1.5", "filters.max_sequence_identity=1.5"),
+        ("filters.min_chain_residues=0", "filters.min_chain_residues=0"),
+        ("remove_waters=maybe", "remove_waters=maybe"),
+        ("workers=0", "workers=0"),
+        ("workers=-1", "workers=-1"),
+        ("shard=3/2", "shard=3/2"),
+        ("shard=-1/2", "shard=-1/2"),
+        ("shard=a/b", "shard=a/b"),
+        ("shard=0/0", "shard=0/0"),
+        ("merge=maybe", "merge=maybe"),
+    ],
+)
+def test_bad_settings_give_one_line_and_write_nothing(override, option, tmp_path, capsys):
+    from cryomaps.cli import main
+
+    out = tmp_path / "out"
+    assert main(["curate", str(MANIFEST), "--out", str(out), override]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and option in error, error
+    assert not out.exists()
+
+
+def test_merge_with_a_shard_and_output_that_is_a_file_are_refused(tmp_path, capsys):
+    from cryomaps.cli import main
+
+    assert main(["curate", str(MANIFEST), "--out", str(tmp_path / "out"), "merge=true", "shard=0/2"]) == 2
+    assert "merge=true" in capsys.readouterr().err
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    assert main(["curate", str(MANIFEST), "--out", str(a_file)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err and a_file.read_text() == "x"
+
+
+def test_checksum_mismatch_stops_curate_before_writing(data_root, tmp_path, capsys):
+    from cryomaps.cli import main
+
+    entry = read_manifest(MANIFEST, data_root=data_root)[0]
+    text = MANIFEST.read_text()
+    wrong = "0" * 64
+    manifest = tmp_path / "wrong.csv"
+    manifest.write_text(text.replace(entry.map_sha256, wrong))
+    out = tmp_path / "out"
+    assert main(["curate", str(manifest), "--out", str(out), f"data_root={data_root}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error
+    assert str(entry.map_path) in error and entry.map_sha256 in error and wrong in error and "map_sha256" in error
+    assert not out.exists()

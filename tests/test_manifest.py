@@ -118,3 +118,64 @@ def test_missing_and_empty_manifests(tmp_path):
 def test_filter_split_rejects_unknown_split():
     with pytest.raises(InputError, match="unknown split 'dev'"):
         filter_split([], "dev")
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (f"{HEADER}\n".encode() + "EMD-20026,3ajo,1.75,yes,tr\u00e9in\n".encode("latin-1"), "line 2: not UTF-8 text (byte 0xe9)"),
+        (f"{HEADER}\n,,,,\n".encode(), "line 2: empty row"),
+        (f"{HEADER}\nEMD-20026,3ajo\n".encode(), "line 2: fewer fields than columns in the header (2 of 5)"),
+        (f"{HEADER}\n".encode(), "no pairs listed (only a header line)"),
+    ],
+)
+def test_unreadable_or_empty_manifests_give_one_clear_error(tmp_path, content, problem):
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as raised:
+        read_manifest(path, data_root=tmp_path)
+    assert str(raised.value).startswith(f"{path}: {problem}") and "\n" not in str(raised.value)
+
+
+def test_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{HEADER}\n{GOOD_ROW}\n".encode())
+    (entry,) = read_manifest(path, data_root=tmp_path)
+    assert entry.emdb_id == "EMD-20026"
+
+
+def _manifest_with_local_file(tmp_path: Path, digest: str) -> tuple[Path, Path]:
+    local = tmp_path / "map.mrc"
+    local.write_bytes(b"not really a map, but a file with a digest")
+    path = tmp_path / "local.csv"
+    path.write_text(f"{HEADER},map_path,map_sha256\n{GOOD_ROW},map.mrc,{digest}\n")
+    return path, local
+
+
+def test_local_file_not_matching_its_sha256_is_an_error_naming_both_digests(tmp_path):
+    path, local = _manifest_with_local_file(tmp_path, "ab" * 32)
+    actual = sha256_of(local)
+    with pytest.raises(InputError) as raised:
+        read_manifest(path, data_root=tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"{local.resolve()}: ") and "\n" not in message
+    assert actual in message and "ab" * 32 in message and f"{path}, line 2" in message
+    assert read_manifest(path, data_root=tmp_path, check_sha256=False)[0].map_path == local.resolve()
+
+
+def test_matching_and_absent_files_pass_the_check(tmp_path):
+    path, local = _manifest_with_local_file(tmp_path, hashlib.sha256(b"not really a map, but a file with a digest").hexdigest())
+    assert read_manifest(path, data_root=tmp_path)[0].map_sha256 == sha256_of(local)
+    local.unlink()  # not there (yet): the reader of the file reports it missing
+    assert read_manifest(path, data_root=tmp_path)[0].map_path == local.resolve()
+
+
+def test_evaluate_refuses_a_manifest_whose_file_does_not_match(tmp_path, capsys):
+    from cryomaps.cli import main
+
+    path, local = _manifest_with_local_file(tmp_path, "cd" * 32)
+    out = tmp_path / "report"
+    assert main(["evaluate", f"manifest={path}", f"out={out}", f"data_root={tmp_path}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and str(local.resolve()) in error and "cd" * 32 in error
+    assert not out.exists()
