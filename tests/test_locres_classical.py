@@ -11,6 +11,7 @@ from cryomaps.data.synthetic import helix_bundle, synthesize_half_maps, two_regi
 from cryomaps.errors import InputError
 from cryomaps.inference.locres_classical import (
     BACKGROUND_RESOLUTION,
+    active_step_points,
     frequency_shells,
     interpolate_step_values,
     local_resolution,
@@ -91,6 +92,52 @@ def test_shells_place_a_plane_wave_at_its_frequency():
     peak_shell = int(np.argmin(np.abs(shells.frequency - 0.25)))
     assert int(torch.argmax(fsc[1:])) + 1 == peak_shell
     assert fsc[peak_shell] > 0.8
+
+
+def reference_fsc(window1: np.ndarray, window2: np.ndarray, weights: np.ndarray, voxel, n_shells: int) -> np.ndarray:
+    """Float64 FSC per shell from the full complex spectrum, shells binned one by one (the oracle)."""
+    spectra = []
+    for window in (window1, window2):
+        weighted = window * weights
+        spectra.append(np.fft.fftn(weighted - weighted.sum() / weights.sum() * weights))
+    axes = [np.fft.fftfreq(n, d=h) for n, h in zip(weights.shape, voxel)]
+    radius = np.sqrt(sum(f**2 for f in np.meshgrid(*axes, indexing="ij")))
+    spacing = max(1.0 / (n * h) for n, h in zip(weights.shape, voxel))
+    shell = np.rint(radius / spacing)
+    fsc = np.zeros(n_shells)
+    for k in range(n_shells):
+        a, b = spectra[0][shell == k], spectra[1][shell == k]
+        fsc[k] = np.real(np.sum(a * np.conj(b))) / np.sqrt(np.sum(np.abs(a) ** 2) * np.sum(np.abs(b) ** 2))
+    return fsc
+
+
+@pytest.mark.parametrize("voxel", [(1.0, 1.0, 1.0), (1.0, 1.3, 1.6)])
+def test_window_fsc_matches_a_float64_full_spectrum_reference(voxel):
+    geometry = window_geometry(voxel, window=12.0, soft_edge=3.0)
+    shells = frequency_shells(geometry.box, voxel)
+    generator = torch.Generator().manual_seed(3)
+    signal = torch.randn((3,) + geometry.box, generator=generator)
+    windows1 = signal + 0.7 * torch.randn((3,) + geometry.box, generator=generator) + 5.0  # offset: mean removal
+    windows2 = signal + 0.7 * torch.randn((3,) + geometry.box, generator=generator)
+    fsc = window_fsc(windows1, windows2, geometry.weights, shells).numpy()
+    for index in range(3):
+        expected = reference_fsc(windows1[index].double().numpy(), windows2[index].double().numpy(),
+                                 geometry.weights.double().numpy(), voxel, shells.n_shells)
+        np.testing.assert_allclose(fsc[index, 1:], expected[1:], atol=2e-5)
+
+
+def test_active_step_points_are_those_within_one_step_of_the_mask():
+    rng = np.random.default_rng(4)
+    mask = torch.from_numpy(rng.random((23, 17, 12)) > 0.995)
+    steps = step_grid(mask.shape, (1.0, 1.0, 1.0), step=3.0)
+    points = {tuple(p) for p in active_step_points(mask, steps).tolist()}
+    voxels = np.argwhere(mask.numpy())
+    expected = set()
+    for k in np.ndindex(*steps.counts):
+        centre = np.array(k) * np.array(steps.step)
+        if np.any(np.all(np.abs(voxels - centre) <= np.array(steps.step) - 1, axis=1)):
+            expected.add(k)
+    assert len(expected) > 0 and points == expected
 
 
 def test_step_interpolation_is_exact_for_linear_fields():

@@ -157,10 +157,16 @@ class Shells:
             ``torch.view_as_real``). A row holds, in the column of its voxel's shell, 2 when the voxel
             stands for a Hermitian pair and 1 otherwise (all 0 for voxels beyond the last shell), so
             ``products @ projection`` sums products of spectra per shell.
+        voxels: (M,) int64 flat rfftn indices of the Fourier voxels inside the last shell (about half
+            of the half-spectrum: the corners beyond Nyquist are left out).
+        voxel_projection: (M, n_shells) the rows of ``projection`` for those voxels, one per voxel
+            (real and imaginary parts share it): ``per_voxel_products @ voxel_projection`` sums per shell.
         frequency: (n_shells,) float64 shell-centre frequencies (1/Å); shell 0 is zero frequency.
     """
 
     projection: torch.Tensor
+    voxels: torch.Tensor
+    voxel_projection: torch.Tensor
     frequency: np.ndarray
 
     @property
@@ -182,10 +188,16 @@ def frequency_shells(box, voxel_size, device=None, dtype: torch.dtype = torch.fl
     z_index = torch.arange(len(axes[2]))
     paired = (z_index > 0) & ~((box[2] % 2 == 0) & (z_index == box[2] // 2))
     multiplicity = torch.where(paired, 2.0, 1.0).expand(fx.shape).reshape(-1).double()
-    projection = torch.zeros(len(shell), n_shells + 1, dtype=torch.float64)
-    projection[torch.arange(len(shell)), shell.clamp(max=n_shells)] = multiplicity
-    projection = projection[:, :n_shells].repeat_interleave(2, dim=0).to(device=device, dtype=dtype)
-    return Shells(projection, np.arange(n_shells) * spacing)
+    per_voxel = torch.zeros(len(shell), n_shells + 1, dtype=torch.float64)
+    per_voxel[torch.arange(len(shell)), shell.clamp(max=n_shells)] = multiplicity
+    per_voxel = per_voxel[:, :n_shells]
+    voxels = torch.nonzero(shell < n_shells)[:, 0]
+    return Shells(
+        projection=per_voxel.repeat_interleave(2, dim=0).to(device=device, dtype=dtype),
+        voxels=voxels.to(device),
+        voxel_projection=per_voxel[voxels].to(device=device, dtype=dtype),
+        frequency=np.arange(n_shells) * spacing,
+    )
 
 
 def window_fsc(windows1: torch.Tensor, windows2: torch.Tensor, weights: torch.Tensor, shells: Shells) -> torch.Tensor:
@@ -203,12 +215,12 @@ def window_fsc(windows1: torch.Tensor, windows2: torch.Tensor, weights: torch.Te
     for windows in (windows1, windows2):
         weighted = windows * weights
         mean = weighted.sum(dim=(1, 2, 3), keepdim=True) / total_weight
-        spectrum = torch.fft.rfftn(weighted - mean * weights, dim=(1, 2, 3))
-        spectra.append(torch.view_as_real(spectrum).reshape(len(windows), -1))  # (B, 2M): re, im pairs
+        spectrum = torch.fft.rfftn(weighted - mean * weights, dim=(1, 2, 3)).reshape(len(windows), -1)
+        spectra.append(spectrum[:, shells.voxels])  # (B, M): only the voxels inside the shells
     first, second = spectra
-    cross = (first * second) @ shells.projection
-    power1 = (first * first) @ shells.projection
-    power2 = (second * second) @ shells.projection
+    real1, imag1, real2, imag2 = first.real, first.imag, second.real, second.imag
+    per_voxel = torch.stack([real1 * real2 + imag1 * imag2, real1 * real1 + imag1 * imag1, real2 * real2 + imag2 * imag2])
+    cross, power1, power2 = (per_voxel.reshape(-1, per_voxel.shape[-1]) @ shells.voxel_projection).reshape(3, len(first), -1)
     denominator = torch.sqrt(power1 * power2)
     return torch.where(denominator > 0, cross / denominator.clamp(min=torch.finfo(denominator.dtype).tiny), 0.0)
 
@@ -295,11 +307,12 @@ def active_step_points(mask: torch.Tensor | None, steps: StepGrid, device=None) 
     for axis in (2, 1, 0):
         padding += [0, (steps.counts[axis] - 1) * steps.step[axis] + 1 - mask.shape[axis]]
     padded = torch.nn.functional.pad(mask.float(), padding)
-    dilated = torch.nn.functional.max_pool3d(
-        padded[None, None], kernel_size=[2 * s - 1 for s in steps.step], stride=1, padding=[s - 1 for s in steps.step]
+    # Max over the (2 step - 1)-voxel box centred on each step point, evaluated at the step points only.
+    near_mask = torch.nn.functional.max_pool3d(
+        padded[None, None], kernel_size=[2 * s - 1 for s in steps.step], stride=steps.step,
+        padding=[s - 1 for s in steps.step],
     )[0, 0]
-    on_steps = dilated[:: steps.step[0], :: steps.step[1], :: steps.step[2]] > 0
-    return torch.nonzero(on_steps).to(device)
+    return torch.nonzero(near_mask > 0).to(device)
 
 
 def estimate_step_resolutions(
