@@ -141,6 +141,21 @@ def score_pose(template: Template, map_data, map_grid, rotations, translations, 
     return pearson(template.values, sample(map_data, map_grid, moved))
 
 
+def score_model(structure, density_map, options: FitOptions, coords: np.ndarray | None = None) -> float:
+    """The fit score at R of ``structure`` placed at ``coords`` (default its own), without moving it."""
+    tensors = structure.to_tensors(dtype=torch.float64)
+    if coords is not None:
+        tensors["coords"] = torch.as_tensor(np.asarray(coords, dtype=np.float64))
+    labels, names = rigid_groups(structure, options.rigid_bodies)
+    voxel = float(np.min(density_map.voxel_size))
+    template = Template(tensors, torch.as_tensor(labels), len(names), voxel,
+                        options.density_config(options.resolution), options.threshold)
+    experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
+    identity = torch.eye(3, dtype=torch.float64).expand(len(names), 3, 3)
+    zeros = torch.zeros(len(names), 3, dtype=torch.float64)
+    return float(score_pose(template, experimental, density_map.grid, identity, zeros, zeros))
+
+
 def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | None = None) -> FitResult:
     """Fit ``structure`` (starting at ``coords``, default its own) rigidly into ``density_map``."""
     started = time.perf_counter()
