@@ -152,18 +152,23 @@ def output_problem(text: str) -> str | None:
     if not text or not text.strip():
         return "an empty output file name"
     path = Path(text)
+    if any(len(os.fsencode(part)) > MAX_NAME_BYTES for part in path.parts):
+        return f"file name longer than {MAX_NAME_BYTES} bytes"
     if text.endswith(os.sep) or path.is_dir():
         return "is a folder, not a file name"
-    if len(os.fsencode(path.name)) > MAX_NAME_BYTES:
-        return f"file name longer than {MAX_NAME_BYTES} bytes"
     folder = path.parent
     if not folder.is_dir():
         return f"output folder {folder} does not exist"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"output folder {folder} is not writable"
-    if path.exists() and not os.access(path, os.W_OK):
-        return "exists and is read-only"
+    if not _writable(folder):
+        return f"output folder {folder} is read-only"
+    if path.exists() and not _writable(path):
+        return "exists and is read-only (make it writable to replace it)"
     return None
+
+
+def _writable(path: Path) -> bool:
+    """Writable by this process and not marked read-only (no write bit; respected even for root)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def output_folder(text: str) -> str:
@@ -176,7 +181,7 @@ def output_folder(text: str) -> str:
     existing = path
     while not existing.exists():  # the nearest folder that exists ("." or "/" at the latest)
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir() or not _writable(existing):
         raise argparse.ArgumentTypeError(f"{text}: {existing} is not a writable folder")
     return text
 
