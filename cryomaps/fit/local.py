@@ -26,6 +26,7 @@ from cryomaps.fit.pose import RigidPose, apply_pose, group_centres
 from cryomaps.fit.score import blur, extra_blur_sigma, model_map, pearson, sample
 from cryomaps.io.grid import Grid
 from cryomaps.render import DensityModelConfig
+from cryomaps.render.gaussian_torch import single_intra_op_thread
 
 RIGID_BODY_MODES = ("model", "chain")
 
@@ -203,6 +204,7 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
     )
 
 
+@single_intra_op_thread()  # small tensors: one thread is faster, and much faster on a busy machine
 def _maximise(pose: RigidPose, template: Template, map_data, grid, centres, max_iterations: int) -> float:
     """L-BFGS on the pose's parameters (in place) maximising the score; keeps the best pose seen."""
     optimiser = torch.optim.LBFGS(pose.parameters(), max_iter=max_iterations, line_search_fn="strong_wolfe")
