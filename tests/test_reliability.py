@@ -31,13 +31,15 @@ import numpy as np
 import pytest
 import torch
 
-from cryomaps.cli import main
+from cryomaps.cli import _available_commands, main
 from cryomaps.io import DensityMap, read_map, write_map
 
 SMALL_MODEL = "2va0A_99res.pdb.gz"
 PAIR = "EMD-21457_spike_NTD_segment"
 PAIR_MAP, PAIR_MODEL = "emd_21457_seg.mrc", "6vyb_Ndom.pdb"
 TRACEBACK = "Traceback"
+FITTING_COMMANDS = [name for name in ("fit", "refine") if name in _available_commands()]
+"""The model-in-map commands (MODEL MAP -o OUT --resolution D), battery-tested when their modules exist."""
 
 
 # ---------------------------------------------------------------- the bad inputs
@@ -233,6 +235,11 @@ OUTPUT_IS_INPUT = [
     (["locres", "{ref.mrc}", "-o", "@x.mrc", "--mask-out", "@x.mrc"], ["--mask-out", "-o"]),
     (["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--json", "{half1.mrc}"], ["--json", "--pred"]),
     (["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--model", "{pair_model.pdb}", "--json", "{pair_model.pdb}"], ["--model"]),
+    *[case for name in FITTING_COMMANDS for case in (
+        ([name, "{pair_model.pdb}", "{ref.mrc}", "-o", "{pair_model.pdb}", "--resolution", "4"], ["MODEL"]),
+        ([name, "{pair_model.pdb}", "{ref.mrc}", "-o", "{ref.mrc}", "--resolution", "4"], ["MAP"]),
+        ([name, "{pair_model.pdb}", "{ref.mrc}", "-o", "@fit.cif", "--json", "@fit.cif", "--resolution", "4"], ["--json"]),
+    )],
 ]
 
 BAD_VALUES_IN_FILES = [
@@ -246,6 +253,7 @@ MODEL_READERS = [
     ["generate", "{bad}", "-o", "@out.mrc"],
     ["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--model", "{bad}"],
     ["info", "{bad}"],
+    *[[name, "{bad}", "{ref.mrc}", "-o", "@fit.cif", "--resolution", "4"] for name in FITTING_COMMANDS],
 ]
 BAD_MAPS = [
     ("nan.mrc", "NaN"), ("complex.mrc", "complex"), ("mode6.mrc", "MRC header"), ("text.mrc", "not"),
@@ -258,6 +266,7 @@ MAP_READERS = [
     ["locres", "--half1", "{bad}", "--half2", "{half2.mrc}", "-o", "@out.mrc"],
     ["evaluate", "--pred", "{bad}", "--ref", "{ref.mrc}"],
     ["evaluate", "--pred", "{half1.mrc}", "--ref", "{bad}"],
+    *[[name, "{pair_model.pdb}", "{bad}", "-o", "@fit.cif", "--resolution", "4"] for name in FITTING_COMMANDS],
 ]
 # Maps that a reader accepts as files (info describes them) but that no computation can use.
 UNUSABLE_CONTENT = {"zeros.mrc", "constant.mrc", "one_voxel.mrc"}
@@ -269,6 +278,7 @@ SILENT_NONSENSE = [
     (["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--model", "{model.pdb}"], ["no atom"]),
     (["evaluate", "--pred", "{elsewhere.mrc}", "--ref", "{ref.mrc}"], ["elsewhere.mrc", "overlap"]),
     (["simulate", "{far_away.pdb}", "-o", "@o.mrc", "--voxel-size", "0.1"], ["voxels", "voxel size"]),
+    *[([name, "{model.pdb}", "{ref.mrc}", "-o", "@fit.cif", "--resolution", "4"], ["no atom"]) for name in FITTING_COMMANDS],
 ]
 
 BAD_OPTIONS = [
@@ -298,6 +308,20 @@ BAD_OPTIONS = [
         ["locres", "{ref.mrc}", "-o", "@o.mrc"])],
     (["fetch", "{not_utf8.csv}", "--out", "@f", "--workers", "0"], ["--workers"]),
     (["fetch", "{not_utf8.csv}", "--out", "@f", "--timeout", "inf"], ["--timeout"]),
+    *[([name, "{pair_model.pdb}", "{ref.mrc}", "-o", "@fit.cif", *extra], [extra[-2]]) for name in FITTING_COMMANDS
+      for extra in (["--resolution", "0"], ["--resolution", "inf"], ["--resolution", "-3"],
+                    ["--resolution", "4", "--device", "bogus"])],
+    *[(["fit", "{pair_model.pdb}", "{ref.mrc}", "-o", "@fit.cif", "--resolution", "4", *extra], [extra[0]])
+      for extra in (["--solutions", "0"], ["--angular-step", "0.1"], ["--angular-step", "nan"]) if "fit" in FITTING_COMMANDS],
+    (["simulate", "{model.pdb}", "-o", "@o.mrc", "--model", "molmap"], ["resolution"]),
+    (["simulate", "{model.pdb}", "-o", "@o.mrc", "--resolution-mode", "finite"], ["resolution"]),
+    (["locres", "--half1", "{half1.mrc}", "--half2", "{half2.mrc}", "-o", "@o.mrc", "--soft-edge", "-1"], ["--soft-edge"]),
+    (["locres", "--half1", "{half1.mrc}", "--half2", "{half2.mrc}", "-o", "@o.mrc", "--step", "nan"], ["--step"]),
+    (["locres", "--half1", "{half1.mrc}", "--half2", "{zeros.mrc}", "-o", "@o.mrc"], ["zeros.mrc"]),
+    (["locres", "{ref.mrc}", "--half1", "{half1.mrc}", "--half2", "{half2.mrc}", "-o", "@o.mrc"], ["either"]),
+    (["locres", "--half1", "{half1.mrc}", "-o", "@o.mrc"], ["--half2"]),
+    (["evaluate", "--pred", "{half1.mrc}"], ["--ref"]),
+    (["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--model-resolution", "nan"], ["--model-resolution"]),
     (["train", "trainer.max_epochs=abc"], ["trainer.max_epochs"]),
     (["train", "trainer.accelerator=quantum"], ["trainer.accelerator"]),
     (["train", "trainer.limit_train_batches=many"], ["trainer.limit_train_batches"]),
