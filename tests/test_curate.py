@@ -439,3 +439,26 @@ def test_checksum_mismatch_stops_curate_before_writing(data_root, tmp_path, caps
     assert "\n" not in error
     assert str(entry.map_path) in error and entry.map_sha256 in error and wrong in error and "map_sha256" in error
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_eight_shared_pairs_in_three_shards_with_two_workers_equal_the_serial_run(curated_examples, data_root, tmp_path):
+    from cryomaps.cli import main
+
+    serial, _, _ = curated_examples
+    out = tmp_path / "out"
+    common = [str(MANIFEST), "--out", str(out), f"data_root={data_root}", "workers=2"]
+    for index in range(3):
+        assert main(["curate", *common, f"shard={index}/3"]) == 0
+    assert main(["curate", *common, "merge=true"]) == 0
+    _assert_same_curation(serial, out)
+
+
+def test_two_names_giving_the_same_file_are_refused(tmp_path, capsys):
+    from cryomaps.cli import main
+
+    manifest = tmp_path / "clash.csv"
+    manifest.write_text("name,emdb_id,pdb_id,reported_resolution_A,resolution_certain,split\na/b,EMD-0001,,,no,train\na_b,EMD-0002,,,no,train\n")
+    assert main(["curate", str(manifest), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert "line 3: 'a_b' and line 2 ('a/b') would share the file a_b.npz" in error and not (tmp_path / "out").exists()

@@ -340,6 +340,7 @@ def curate_entries(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a folder")
+    _check_file_names(entries, manifest)
     selected = entries if shard is None else shard.select(entries)
     with worker_pool(workers) as pool:
         run = _CurationRun(out_dir, options, manifest, pool, max_in_flight=2 * workers)
@@ -356,6 +357,18 @@ def curate_entries(
     write_csv_atomically(out_dir / REPORT_NAME, REPORT_COLUMNS, [result.report_row() for result in results])
     write_csv_atomically(out_dir / INDEX_NAME, INDEX_COLUMNS, [_index_row(r) for r in results if r.accepted])
     return results
+
+
+def _check_file_names(entries: list[ManifestEntry], manifest) -> None:
+    """Refuse two rows whose names give the same ``NAME.npz`` (and record) file."""
+    first_with: dict[str, ManifestEntry] = {}
+    for entry in entries:
+        stem = _safe_file_name(entry.label)
+        earlier = first_with.setdefault(stem, entry)
+        if earlier is not entry:
+            raise InputError(
+                manifest, f"line {entry.line}: {entry.label!r} and line {earlier.line} ({earlier.label!r}) would share the file {stem}.npz"
+            )
 
 
 def shard_report_name(shard: Shard) -> str:

@@ -13,7 +13,9 @@ A curated pair is one compressed NumPy archive (``NAME.npz``, loadable without p
 Arrays are indexed (x, y, z) (see :mod:`cryomaps.io.grid`); the grid overlays the model.
 
 A curated folder also holds ``curated.csv`` (:data:`INDEX_NAME`), one row per accepted pair with
-the columns of :data:`INDEX_COLUMNS`; ``file`` is relative to the folder.
+the columns of :data:`INDEX_COLUMNS`; ``file`` is relative to the folder. ``curation_report.csv``
+lists every pair, and ``records/NAME.json`` what curating each pair found, so that a later run
+with the same settings reuses it (:mod:`cryomaps.data.curation_store`).
 """
 
 from __future__ import annotations
