@@ -1,10 +1,9 @@
-"""Finite-resolution atomic images: shell fits, the radial_shells op (CPU and Triton), gradients."""
+"""Finite-resolution maps (form factors cut at 1/d) against independent float64 references:
+the continuous 1-D atom image, structure factors summed on a padded box's reciprocal lattice,
+the Peng formula without a cut, finite differences, and a fresh interpreter for the import check."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,10 +14,12 @@ import torch
 
 from cryomaps.errors import InputError
 from cryomaps.io.grid import Grid
+from cryomaps.render import render_density
 from cryomaps.render import finite_resolution as fr
 from cryomaps.render.form_factors import peng_coefficients
+from cryomaps.render.reference import continuum_finite_resolution_values, exact_finite_resolution_map
 
-CARBON, NITROGEN, OXYGEN, SULFUR = 6, 7, 8, 16
+CARBON, NITROGEN, OXYGEN, SULFUR, IRON = 6, 7, 8, 16, 26
 
 
 def _peng(z: int) -> tuple[np.ndarray, np.ndarray]:
@@ -26,190 +27,170 @@ def _peng(z: int) -> tuple[np.ndarray, np.ndarray]:
     return a[0].numpy(), b[0].numpy()
 
 
-def _peng_image(distance: np.ndarray, z: int, b_factor: float) -> np.ndarray:
-    """Plain Peng image (no resolution cut) at distances (M,) Å."""
-    a, b = _peng(z)
-    width = b + b_factor
-    return (a * (4 * np.pi / width) ** 1.5 * np.exp(-4 * np.pi**2 * distance[:, None] ** 2 / width)).sum(axis=1)
-
-
-def _shell_reference(distance: np.ndarray, radius: float, b_param: float) -> np.ndarray:
-    """Omega(r; R, B) from its defining formula (float64; needs r > 0)."""
-    if radius == 0.0:
-        return (4 * np.pi / b_param) ** 1.5 * np.exp(-4 * np.pi**2 * distance**2 / b_param)
-    a = 4 * np.pi**2 / b_param
-    difference = np.exp(-a * (distance - radius) ** 2) - np.exp(-a * (distance + radius) ** 2)
-    return difference / (np.sqrt(4 * np.pi * b_param) * distance * radius)
-
-
 def _relative_l2(value, reference) -> float:
-    return float(np.linalg.norm(np.asarray(value) - reference) / np.linalg.norm(reference))
+    value, reference = np.asarray(value, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    return float(np.linalg.norm(value - reference) / np.linalg.norm(reference))
 
 
-def test_quadrature_tends_to_peng_image_without_cut():
-    a, b = _peng(CARBON)
-    distance = np.linspace(0.0, 6.0, 200)
-    image = fr.truncated_atom_profile(distance, a, b, resolution=0.2, b_factor=20.0)
-    assert _relative_l2(image, _peng_image(distance, CARBON, 20.0)) < 1e-10
+def _correlation(value, reference) -> float:
+    return float(np.corrcoef(np.ravel(value), np.ravel(reference))[0, 1])
 
 
-def test_shell_blur_adds_b_exactly():
-    """Omega(R, B) has Fourier transform sinc(2 R s) exp(-B s²/4), so a Gaussian blur adds to B."""
-    radius, b_param = 1.7, 9.0
-    s, ds = np.polynomial.legendre.leggauss(400)
-    s, ds = 2.0 * (s + 1.0), 2.0 * ds  # s in [0, 4] Å⁻¹, where exp(-B s²/4) < 1e-15
-    transform = np.sinc(2 * radius * s) * np.exp(-b_param * s**2 / 4)
-    distance = np.linspace(0.05, 5.0, 100)
-    inverse = (4 * np.pi * s**2 * np.sinc(2 * distance[:, None] * s)) @ (transform * ds)
-    assert _relative_l2(inverse, _shell_reference(distance, radius, b_param)) < 1e-10
+def _atoms(n_atoms: int, seed: int, low: float, high: float):
+    """Random float64 atoms (C, N, O, S) in the cube [low, high]³ Å, B 10-60 Å², occupancy 0.5-1."""
+    generator = np.random.default_rng(seed)
+    return (
+        torch.tensor(generator.uniform(low, high, size=(n_atoms, 3))),
+        torch.tensor(generator.choice([CARBON, NITROGEN, OXYGEN, SULFUR], size=n_atoms)),
+        torch.tensor(generator.uniform(10.0, 60.0, size=n_atoms)),
+        torch.tensor(generator.uniform(0.5, 1.0, size=n_atoms)),
+    )
 
 
-@pytest.mark.parametrize("resolution", [2.0, 4.0])
-@pytest.mark.parametrize("z", [CARBON, NITROGEN, OXYGEN, SULFUR])
-def test_fitted_profile_matches_quadrature(z, resolution):
-    fit = fr.fit_shells(z, resolution)
+def _finite(atoms, grid, resolution, **options):
+    return render_density(*atoms, grid, model="peng", resolution=resolution, resolution_mode="finite", **options)
+
+
+@pytest.mark.parametrize("resolution", [2.0, 3.2, 6.0])
+@pytest.mark.parametrize("z", [CARBON, NITROGEN, OXYGEN, SULFUR, IRON])
+def test_band_limited_fit_matches_the_form_factor_on_the_band(z, resolution):
+    fit = fr.fit_band_limited(z, resolution)
     a, b = _peng(z)
-    cutoff = fr.summation_radius(fit, 0.0)
-    distance = np.linspace(0.0, cutoff, 1500)
-    truth = fr.truncated_atom_profile(distance, a, b, resolution)
-    fitted = fit.profile(distance)
-    near = distance <= 2.0 * resolution
-    assert fit.relative_error < 6e-3
-    assert _relative_l2(fitted[near], truth[near]) < 4e-3
-    assert _relative_l2(fitted, truth) < 1.5e-2
-    assert sum(fit.coefficients) == pytest.approx(a.sum(), rel=1e-9)  # the atom's mass is kept
+    s = np.linspace(0.0, 1.0 / resolution, 2001)
+    truth = (a * np.exp(-b * s[:, None] ** 2 / 4)).sum(axis=1)
+    fitted = (np.array(fit.weights) * np.exp(-np.array(fit.exponents) * s[:, None] ** 2 / 4)).sum(axis=1)
+    assert _relative_l2(fitted * s, truth * s) < fr.BAND_FIT_TOLERANCE  # s²-weighted, as in 3-D
+    assert sum(fit.weights) == pytest.approx(a.sum(), rel=1e-9)  # every atom keeps its integral
+    if (z, resolution) == (IRON, 2.0):  # the 2-term refit misses the tolerance (2.5e-3): Peng's own terms
+        assert fit.weights == tuple(a.tolist()) and fit.exponents == tuple(b.tolist())
+    else:
+        assert len(fit.weights) == fr.BAND_TERMS and fit.relative_error < fr.BAND_FIT_TOLERANCE
 
 
-@pytest.mark.parametrize("resolution", [2.0, 3.0, 4.0])
-def test_profile_ripples(resolution):
-    """First zero near 0.72 d and a negative first minimum near 0.93 d."""
-    distance = np.linspace(0.0, 1.5 * resolution, 3001)
-    profile = fr.fit_shells(CARBON, resolution).profile(distance)
-    first_zero = distance[np.argmax(profile < 0)]
-    first_minimum = distance[np.argmin(profile)]
-    assert 0.68 * resolution < first_zero < 0.78 * resolution
-    assert 0.88 * resolution < first_minimum < 0.98 * resolution
-    assert profile.min() < -0.03 * profile[0]
+def test_references_agree_with_each_other_and_with_peng_without_cut():
+    """The lattice reference tends to the continuous map with the margin, and to Peng without a cut."""
+    grid = Grid((16, 16, 16), 0.5, (-4.0, -4.0, -4.0))
+    atom = (np.array([[0.2, -0.1, 0.3]]), [CARBON], [20.0], [1.0])
+    lattice = exact_finite_resolution_map(*atom, grid, 2.5, margin=30.0).numpy()
+    points = grid.voxel_centres()[::7]
+    continuum = continuum_finite_resolution_values(points, *atom, 2.5)
+    assert _relative_l2(lattice.reshape(-1)[::7], continuum) < 3e-3
+    a, b = _peng(CARBON)
+    distance = np.linalg.norm(grid.voxel_centres() - atom[0], axis=1)
+    width = b + 60.0  # B = 60: the Peng map has no power beyond the grid's Nyquist frequency
+    peng = (a * (4 * np.pi / width) ** 1.5 * np.exp(-4 * np.pi**2 * distance[:, None] ** 2 / width)).sum(axis=1)
+    blurred_atom = (atom[0], atom[1], [60.0], atom[3])
+    no_cut = exact_finite_resolution_map(*blurred_atom, grid, 0.5, margin=6.0).numpy().reshape(-1)  # 1/d outside the cube
+    assert _relative_l2(no_cut, peng) < 1e-5
 
 
-def _one_atom_grid(position, voxel: float, half_width: float) -> Grid:
-    n = int(round(2 * half_width / voxel)) + 1
-    return Grid((n, n, n), voxel, np.round(np.asarray(position) - half_width))
+def test_single_atom_shows_the_ripples_of_the_continuous_image():
+    resolution = 3.0
+    grid = Grid((61, 61, 61), 0.5, (-15.0, -15.0, -15.0))  # the periodic images' ripples add 1 % at 15 Å
+    position = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64)
+    atoms = (position, torch.tensor([OXYGEN]), torch.tensor([15.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
+    rendered = _finite(atoms, grid, resolution).numpy()
+    a, b = _peng(OXYGEN)
+    profile = fr.truncated_atom_profile(grid.axis_coordinates(0), a, b, resolution, b_factor=15.0)
+    along_x = rendered[:, 30, 30]
+    near = np.abs(grid.axis_coordinates(0)) <= 2 * resolution
+    assert _relative_l2(along_x[near], profile[near]) < 4e-3
+    assert _relative_l2(along_x, profile) < 2e-2  # far ripples: plus those of the box's periodic images
+    assert along_x.min() < -0.02 * along_x.max()  # the negative first ripple is there
+    assert np.argmin(along_x[30:]) == np.argmin(profile[30:])
 
 
-def _brute_force_map(grid: Grid, position, fit: fr.ShellFit, b_factor: float, cutoff: float) -> np.ndarray:
-    """float64 sum of the fitted shells at every voxel centre within ``cutoff``."""
-    distance = np.linalg.norm(grid.voxel_centres() - np.asarray(position), axis=1)
-    values = sum(
-        c * _shell_reference(distance, radius, fit.b_shell + b_factor)
-        for c, radius in zip(fit.coefficients, fit.radii)
-    )
-    return np.where(distance <= cutoff, values, 0.0).reshape(grid.shape)
+@pytest.mark.parametrize("sampling", ["point", "average"])
+def test_structure_matches_the_exact_fourier_reference(sampling):
+    """30 atoms, float64: correlation inside the atoms' 3 Å mask, total density, relative L2."""
+    resolution = 3.0
+    grid = Grid((24, 22, 26), 1.0, (0.0, 0.0, 0.0))
+    atoms = _atoms(30, seed=1, low=4.0, high=18.0)
+    rendered = _finite(atoms, grid, resolution, sampling=sampling).numpy()
+    if sampling == "point":
+        reference = exact_finite_resolution_map(*atoms, grid, resolution, margin=30.0).numpy()
+    else:  # the mean over each voxel by a 3-point midpoint rule per axis on a 3x finer grid
+        fine = Grid(tuple(3 * np.asarray(grid.shape)), 1 / 3, grid.origin - 1 / 3)
+        points = exact_finite_resolution_map(*atoms, fine, resolution, margin=30.0).numpy()
+        reference = points.reshape(grid.shape[0], 3, grid.shape[1], 3, grid.shape[2], 3).mean(axis=(1, 3, 5))
+    distance = np.min(np.linalg.norm(grid.voxel_centres()[:, None] - atoms[0].numpy()[None], axis=2), axis=1)
+    mask = distance.reshape(grid.shape) <= 3.0
+    # measured 0.99990 / 0.99992, -4.5e-4 / -4.1e-4, 1.2 %, 3.1 % / 2.8 % (the box's periodic images)
+    assert _correlation(rendered[mask], reference[mask]) > 0.9995
+    assert rendered.sum() == pytest.approx(reference.sum(), rel=2e-3)
+    assert _relative_l2(rendered[mask], reference[mask]) < 2e-2
+    assert _relative_l2(rendered, reference) < 5e-2
 
 
-def test_rendered_atom_matches_brute_force_and_shows_ripples():
-    resolution, b_factor = 2.0, 5.0
-    position = np.array([0.31, -0.17, 0.43])
-    grid = _one_atom_grid(position, voxel=0.7, half_width=7.7)
-    rendered = fr.render_finite_resolution(
-        torch.tensor(position[None], dtype=torch.float32),
-        torch.tensor([CARBON]),
-        torch.tensor([b_factor]),
-        torch.tensor([1.0]),
-        grid,
-        resolution,
-    )
-    fit = fr.fit_shells(CARBON, resolution)
-    reference = _brute_force_map(grid, position, fit, b_factor, fr.summation_radius(fit, b_factor))
-    assert rendered.shape == grid.shape and rendered.dtype == torch.float32
-    assert _relative_l2(rendered.double().numpy(), reference) < 1e-5
-    distance = np.linalg.norm(grid.voxel_centres() - position, axis=1).reshape(grid.shape)
-    first_ring = (distance > 0.85 * resolution) & (distance < 1.05 * resolution)
-    assert rendered.numpy()[first_ring].max() < 0.0  # the whole first ripple is negative
+def test_coarse_grid_is_rendered_on_a_finer_box():
+    """Voxels wider than d/2 cannot hold the band: the box is refined and every q-th voxel kept."""
+    resolution = 3.0
+    grid = Grid((9, 10, 8), 1.6, (0.0, 0.0, 0.0))
+    atoms = _atoms(12, seed=2, low=3.0, high=11.0)
+    box = fr.fourier_box(grid, np.full(3, 3.0), np.full(3, 11.0), resolution, 1.0)
+    assert box.steps == (2, 2, 2)
+    rendered = _finite(atoms, grid, resolution).numpy()
+    fine = Grid((18, 20, 16), 0.8, (0.0, 0.0, 0.0))
+    reference = exact_finite_resolution_map(*atoms, fine, resolution, margin=30.0).numpy()[::2, ::2, ::2]
+    assert _correlation(rendered, reference) > 0.9995
+    assert _relative_l2(rendered, reference) < 4e-2  # measured 2.2 %, mostly the box's periodic images
 
 
-def test_fine_resolution_approaches_peng_image():
-    resolution, b_factor = 0.5, 20.0
-    position = np.array([0.11, 0.07, -0.13])
-    grid = _one_atom_grid(position, voxel=0.3, half_width=5.1)
-    rendered = fr.render_finite_resolution(
-        torch.tensor(position[None], dtype=torch.float64),
-        torch.tensor([CARBON]),
-        torch.tensor([b_factor], dtype=torch.float64),
-        torch.tensor([1.0], dtype=torch.float64),
-        grid,
-        resolution,
-    ).numpy()
-    distance = np.linalg.norm(grid.voxel_centres() - position, axis=1)
-    peng = _peng_image(distance, CARBON, b_factor).reshape(grid.shape)
-    voxel_volume = float(np.prod(grid.voxel_size))
-    a, _ = _peng(CARBON)
-    assert rendered.sum() * voxel_volume == pytest.approx(a.sum(), rel=2e-3)
-    assert _relative_l2(rendered, peng) < 1e-2
+def test_batches_float32_and_atoms_far_outside():
+    resolution = 3.0
+    grid = Grid((20, 18, 16), 1.0, (0.0, 0.0, 0.0))
+    first, second = _atoms(10, seed=3, low=3.0, high=13.0), _atoms(10, seed=4, low=3.0, high=13.0)
+    numbers = first[1]
+    batch = _finite((torch.stack([first[0], second[0]]), numbers, torch.stack([first[2], second[2]]),
+                     torch.stack([first[3], second[3]])), grid, resolution)
+    alone = _finite((second[0], numbers, second[2], second[3]), grid, resolution)
+    np.testing.assert_allclose(batch[1].numpy(), alone.numpy(), rtol=0, atol=1e-10 * float(alone.abs().max()))
+    single = _finite(tuple(t.float() if t.is_floating_point() else t for t in first), grid, resolution)
+    assert single.dtype == torch.float32
+    assert _relative_l2(single.numpy(), batch[0].numpy()) < 1e-6
+    far = (torch.cat([first[0], torch.tensor([[200.0, 5.0, 5.0]], dtype=torch.float64)]),
+           torch.cat([numbers, torch.tensor([CARBON])]), torch.cat([first[2], torch.tensor([20.0], dtype=torch.float64)]),
+           torch.cat([first[3], torch.tensor([1.0], dtype=torch.float64)]))
+    torch.testing.assert_close(_finite(far, grid, resolution), batch[0])  # beyond reach: left out
 
 
 def test_gradcheck_coordinates_b_factors_occupancies():
-    grid = Grid((9, 8, 10), 0.9, (-2.0, -1.5, -2.5))
-    coords = torch.tensor([[0.3, 0.4, 0.1], [1.6, 1.1, 2.2], [-0.4, 2.3, 1.3]], dtype=torch.float64)
-    atomic_numbers = torch.tensor([CARBON, OXYGEN, SULFUR])
-    b_factors = torch.tensor([12.0, 25.0, 40.0], dtype=torch.float64)
-    occupancies = torch.tensor([1.0, 0.7, 0.9], dtype=torch.float64)
-    inputs = tuple(t.clone().requires_grad_() for t in (coords, b_factors, occupancies))
+    grid = Grid((8, 9, 7), 1.0, (0.0, 0.0, 0.0))
+    coords, numbers, b_factors, occupancies = _atoms(3, seed=5, low=2.0, high=5.0)
 
     def render(coords, b_factors, occupancies):
-        return fr.render_finite_resolution(coords, atomic_numbers, b_factors, occupancies, grid, 2.0)
+        return _finite((coords, numbers, b_factors, occupancies), grid, 3.0)
 
-    # fast mode checks random projections of the Jacobian (one backward pass instead of one per voxel)
+    inputs = tuple(t.clone().requires_grad_() for t in (coords, b_factors, occupancies))
     assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-7, rtol=1e-4, fast_mode=True)
 
 
 def test_unsupported_sampling_and_resolution_raise():
-    args = (torch.zeros(1, 3), torch.tensor([CARBON]), torch.tensor([10.0]), torch.ones(1), Grid((4, 4, 4), 1.0, 0.0))
-    with pytest.raises(InputError, match="voxel averaging"):
-        fr.render_finite_resolution(*args, 3.0, sampling="average")
+    grid = Grid((6, 6, 6), 1.0, (0.0, 0.0, 0.0))
+    atoms = _atoms(2, seed=6, low=1.0, high=4.0)
+    with pytest.raises(InputError, match="sampling"):
+        fr.render_finite_resolution(*(t[None] for t in atoms), grid, 3.0, sampling="nearest")
     with pytest.raises(InputError, match="resolution"):
-        fr.render_finite_resolution(*args, 0.0)
+        fr.render_finite_resolution(*(t[None] for t in atoms), grid, 0.0)
 
 
-_TRITON_SCRIPT = textwrap.dedent(
-    """
-    import json
-    import torch
-    from cryomaps.io.grid import Grid
-    from cryomaps.render import finite_resolution, shell_ops, shell_triton
-
-    torch.manual_seed(0)
-    grid = Grid((12, 11, 10), (0.9, 1.0, 1.1), (-2.0, -2.5, -1.5))
-    fit = finite_resolution.fit_shells(6, 1.5)
-    n_atoms, n_terms = 5, len(fit.radii)
-    result = {"interpreted": type(shell_triton._radial_shells_forward_kernel).__name__}
-    for dtype in (torch.float32, torch.float64):
-        centres = torch.rand(n_atoms, 3, dtype=dtype) * 8.0 - 1.5
-        weights = torch.tensor(fit.coefficients, dtype=dtype) * (0.5 + torch.rand(n_atoms, 1, dtype=dtype))
-        radii = torch.tensor(fit.radii, dtype=dtype).expand(n_atoms, n_terms).contiguous()
-        b_params = fit.b_shell + 30.0 * torch.rand(n_atoms, n_terms, dtype=dtype)
-        geometry = (list(grid.shape), grid.voxel_size.tolist(), grid.origin.tolist(), 4.5)
-        grad_map = torch.randn(grid.shape, dtype=dtype)
-        pairs = [(shell_triton.radial_shells_forward(centres, weights, radii, b_params, *geometry),
-                  shell_ops.radial_shells(centres, weights, radii, b_params, *geometry))]
-        pairs += zip(shell_triton.radial_shells_backward(grad_map, centres, weights, radii, b_params, *geometry),
-                     shell_ops.radial_shells_backward(grad_map, centres, weights, radii, b_params, *geometry))
-        result[str(dtype)] = [float((t - c).norm() / c.norm()) for t, c in pairs]
-    print(json.dumps(result))
-    """
-)
-
-
-def test_triton_kernels_match_torch_under_interpreter():
-    pytest.importorskip("triton")
-    environment = dict(os.environ, TRITON_INTERPRET="1")
-    completed = subprocess.run(
-        [sys.executable, "-c", _TRITON_SCRIPT], env=environment, capture_output=True, text=True, timeout=300
+def test_eager_rendering_does_not_import_dynamo():
+    """torch.library.custom_op kernels import torch._dynamo (1.4 s) at their first call; ours do not."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import torch
+        from cryomaps.io.grid import Grid
+        from cryomaps.render import render_density
+        grid = Grid((8, 8, 8), 1.0, (0.0, 0.0, 0.0))
+        coords = torch.full((2, 3), 4.0, requires_grad=True)
+        for mode in ("blur", "finite"):
+            density = render_density(coords, torch.tensor([6, 8]), grid=grid, resolution=3.0, resolution_mode=mode)
+            density.square().sum().backward()
+        assert coords.grad.abs().sum() > 0
+        print("dynamo imported:", "torch._dynamo" in sys.modules)
+        """
     )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["interpreted"] == "InterpretedFunction"  # the interpreter really ran the kernels
-    for dtype in ("torch.float32", "torch.float64"):
-        forward, grad_centres, grad_weights, grad_b_params = result[dtype]
-        assert max(result[dtype]) < 1e-5, (dtype, result[dtype])
-        assert all(math.isfinite(error) for error in (forward, grad_centres, grad_weights, grad_b_params))
+    assert "dynamo imported: False" in completed.stdout

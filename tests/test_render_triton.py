@@ -19,6 +19,7 @@ pytest.importorskip("triton")
 CHECK_SCRIPT = textwrap.dedent(
     """
     import os
+    import sys
     assert os.environ["TRITON_INTERPRET"] == "1"
     import torch
     from cryomaps.io.grid import Grid
@@ -32,13 +33,17 @@ CHECK_SCRIPT = textwrap.dedent(
         b_factors = 10 + 40 * torch.rand(6, generator=generator, dtype=dtype)
         occupancies = 0.5 + 0.5 * torch.rand(6, generator=generator, dtype=dtype)
         weights = torch.randn(2, *grid.shape, generator=generator, dtype=dtype)
-        for model, sampling in (("peng", "point"), ("peng", "average"), ("molmap", "point"), ("molmap", "average")):
+        if sys.argv[1] == "finite":  # finite-resolution maps: gaussian_sum on the Fourier box, then torch.fft
+            cases = [("peng", sampling, "finite") for sampling in ("point", "average")]
+        else:
+            cases = [(model, sampling, "blur") for model in ("peng", "molmap") for sampling in ("point", "average")]
+        for model, sampling, mode in cases:
             results = {}
             for backend in ("torch", "triton"):
                 inputs = [t.clone().requires_grad_() for t in (coords, b_factors, occupancies)]
                 density = render_density(
                     inputs[0], numbers, inputs[1], inputs[2], grid, model=model, sampling=sampling,
-                    resolution=2.5, molmap_occupancy=True, backend=backend,
+                    resolution=2.5, resolution_mode=mode, molmap_occupancy=True, backend=backend,
                 )
                 (density * weights).sum().backward()
                 results[backend] = [density.detach()] + [t.grad for t in inputs]
@@ -48,16 +53,17 @@ CHECK_SCRIPT = textwrap.dedent(
                     assert actual is None
                     continue
                 error = float((actual - expected).norm() / expected.norm())
-                assert error < tolerance, (dtype, model, sampling, name, error)
+                assert error < tolerance, (dtype, model, sampling, mode, name, error)
     print("triton interpreter checks passed")
     """
 )
 
 
-def test_triton_kernels_match_torch_in_interpreter():
+@pytest.mark.parametrize("mode", ["blur", pytest.param("finite", marks=pytest.mark.slow)])
+def test_triton_kernels_match_torch_in_interpreter(mode):
     environment = dict(os.environ, TRITON_INTERPRET="1")
     completed = subprocess.run(
-        [sys.executable, "-c", CHECK_SCRIPT], env=environment, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", CHECK_SCRIPT, mode], env=environment, capture_output=True, text=True, timeout=600
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "triton interpreter checks passed" in completed.stdout

@@ -44,8 +44,8 @@ window move it (whole ``d`` steps), not while atoms move inside the grid.
 
 Everything is differentiable (the op's backward for coordinates, weights and variances, torch.fft
 for the filter): gradients with respect to coordinates, B-factors and occupancies. ``B_extra`` is
-rounded up to a multiple of :data:`B_EXTRA_STEP` and taken as a constant (the result does not
-depend on it beyond the aliasing tolerance). Memory is O(box), cost O(atoms x window + box log box).
+chosen per structure of a batch, rounded up to a multiple of :data:`B_EXTRA_STEP` and taken as a
+constant (the result does not depend on it beyond the aliasing tolerance). Memory is O(box), cost O(atoms x window + box log box).
 
 Measured (``scripts/bench_finite_resolution.py``; 5NI1, 4,579 atoms, EMD-3488's 100³ grid at
 1.05 Å, d = 3.2 Å, one thread): see the README; accuracy against the exact map (structure factors
@@ -75,7 +75,7 @@ BAND_TERMS = 2
 BAND_FIT_TOLERANCE = 1e-3
 """Largest relative (s²-weighted L2) error of the refit; beyond it Peng's 5 terms are used."""
 
-BAND_FIT_EXPONENTS = np.arange(0.0, 160.0, 1.0)
+BAND_FIT_EXPONENTS = np.arange(0.0, 160.0, 2.0)
 """Candidate ``beta`` values (Å²) of the refit (all pairs are tried; ``alpha`` by least squares)."""
 
 ALIASING_TOLERANCE = 1e-3
@@ -96,12 +96,17 @@ REACH_RESOLUTIONS = 4.0
 MIN_OVERSAMPLING = 2.5
 """The box's spacing is at most d / MIN_OVERSAMPLING (a finer box when the grid is coarser)."""
 
-QUADRATURE_NODES = 512
-"""Gauss-Legendre nodes of the float64 quadratures over ``s`` in ``[0, 1/d]``."""
+BAND_EDGE_SLACK = 1e-9
+"""Relative slack of the ``|s|² <= 1/d²`` test (see :func:`inside_band`)."""
+
+QUADRATURE_NODES = 96
+"""Gauss-Legendre nodes of the float64 quadratures over ``s`` in ``[0, 1/d]`` (exact for the
+fits' smooth integrands; the 1-D image at distance r needs about 4 r / d more, see ``n_nodes``)."""
 
 
 def truncated_atom_profile(
-    distance: np.ndarray, a: np.ndarray, b: np.ndarray, resolution: float, b_factor: float = 0.0
+    distance: np.ndarray, a: np.ndarray, b: np.ndarray, resolution: float, b_factor: float = 0.0,
+    n_nodes: int = QUADRATURE_NODES,
 ) -> np.ndarray:
     """``rho_d(r)`` of one atom (occupancy 1) by float64 Gauss-Legendre quadrature.
 
@@ -110,28 +115,31 @@ def truncated_atom_profile(
         a, b: (5,) Peng coefficients of the element (``a`` in Å, ``b`` in Å²).
         resolution: d (Å); the form factor is cut at ``s = 1/d``.
         b_factor: atomic B-factor (Å²).
+        n_nodes: quadrature nodes; enough while ``n_nodes`` exceeds about ``4 max(distance) / d + 32``.
 
     Returns:
         (M,) float64 image values (Peng map units).
     """
-    s, ds = _band_nodes(resolution)
+    s, ds = band_nodes(resolution, n_nodes)
     form_factor = (np.asarray(a) * np.exp(-(np.asarray(b) + b_factor) * s[:, None] ** 2 / 4.0)).sum(axis=1)
     # (2 / r) s sin(2 pi r s) = 4 pi s² sinc(2 r s), finite at r = 0.
     kernel = 4.0 * np.pi * s**2 * np.sinc(2.0 * np.asarray(distance, dtype=np.float64)[:, None] * s)
     return kernel @ (form_factor * ds)
 
 
-def _band_nodes(resolution: float) -> tuple[np.ndarray, np.ndarray]:
+def band_nodes(resolution: float, n_nodes: int = QUADRATURE_NODES) -> tuple[np.ndarray, np.ndarray]:
     """Gauss-Legendre nodes s (Q,) and weights (Q,) on ``[0, 1/resolution]``."""
-    nodes, weights = _gauss_legendre(QUADRATURE_NODES)
+    nodes, weights = _gauss_legendre(n_nodes)
     s_max = 1.0 / resolution
     return 0.5 * s_max * (nodes + 1.0), 0.5 * s_max * weights
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=8)
 def _gauss_legendre(n_nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights on [-1, 1] (cached: numpy computes them in O(n³))."""
-    return np.polynomial.legendre.leggauss(n_nodes)
+    """Gauss-Legendre nodes and weights on [-1, 1] (cached)."""
+    from scipy.special import roots_legendre  # O(n), where numpy's leggauss is O(n³)
+
+    return roots_legendre(n_nodes)
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,7 @@ def fit_band_limited(atomic_number: int, resolution: float) -> BandFit:
     squares with ``sum(weights) = sum(a)`` (KKT system), all pairs at once.
     """
     a, b = (t[0].numpy() for t in peng_coefficients(torch.tensor([atomic_number])))
-    s, ds = _band_nodes(resolution)
+    s, ds = band_nodes(resolution)
     root_weight = s * np.sqrt(ds)  # sqrt of the s² ds measure
     target = (a * np.exp(-b * s[:, None] ** 2 / 4.0)).sum(axis=1) * root_weight
     exponents = np.array(list(itertools.combinations(BAND_FIT_EXPONENTS, BAND_TERMS)))  # (P, J)
@@ -264,18 +272,32 @@ def fourier_box(grid: Grid, atom_low, atom_high, resolution: float, window: floa
 
 def band_filter(box: FourierBox, output_voxel, resolution: float, b_extra: float, sampling: str, dtype, device):
     """(Nx, Ny, Nz // 2 + 1) real filter on the box's ``rfftn``: ``exp(b_extra s² / 4)`` for
-    ``|s| <= 1/d``, else 0; times ``prod_axes sinc(h s)`` (h = output voxel size) for averaging."""
-    frequencies = [
-        torch.fft.fftfreq(n, float(h), dtype=dtype, device=device)
-        for n, h in zip(box.grid.shape[:2], box.grid.voxel_size[:2])
-    ]
-    frequencies.append(torch.fft.rfftfreq(box.grid.shape[2], float(box.grid.voxel_size[2]), dtype=dtype, device=device))
+    ``|s| <= 1/d`` (:func:`inside_band`), else 0; times ``prod_axes sinc(h s)`` (h = output voxel
+    size) for averaging. Built in float64, returned in ``dtype``."""
+    frequencies = box_frequencies(box.grid.shape, box.grid.voxel_size, device)
     factors = [torch.exp(b_extra / 4.0 * s**2) for s in frequencies]
     if sampling == "average":
         factors = [factor * torch.sinc(float(h) * s) for factor, s, h in zip(factors, frequencies, output_voxel)]
-    squared = frequencies[0][:, None, None] ** 2 + frequencies[1][None, :, None] ** 2 + frequencies[2] ** 2
-    inside = squared <= 1.0 / resolution**2
-    return inside * (factors[0][:, None, None] * factors[1][None, :, None] * factors[2])
+    product = factors[0][:, None, None] * factors[1][None, :, None] * factors[2]
+    return (inside_band(frequencies, resolution) * product).to(dtype)
+
+
+def box_frequencies(shape, spacing, device=None) -> list[torch.Tensor]:
+    """float64 frequencies (Å⁻¹) of a box's ``rfftn`` along x, y (full) and z (half)."""
+    frequencies = [torch.fft.fftfreq(n, float(h), dtype=torch.float64, device=device) for n, h in zip(shape[:2], spacing[:2])]
+    frequencies.append(torch.fft.rfftfreq(shape[2], float(spacing[2]), dtype=torch.float64, device=device))
+    return frequencies
+
+
+def inside_band(frequencies, resolution: float) -> torch.Tensor:
+    """(Nx, Ny, Nz') bool: ``|s| <= 1/d`` on the lattice of ``frequencies`` (3 float64 axes).
+
+    Lattice points on the sphere itself (common: ``|k| L / d`` is often an integer) are inside; the
+    test has a relative slack of 1e-9 so that rounding cannot flip them.
+    """
+    sx, sy, sz = frequencies
+    squared = sx[:, None, None] ** 2 + sy[None, :, None] ** 2 + sz**2
+    return squared <= (1.0 + BAND_EDGE_SLACK) / resolution**2
 
 
 def render_finite_resolution(
@@ -322,9 +344,9 @@ def render_finite_resolution(
     term_weights, term_b = band_limited_terms(numbers, resolution, dtype, device)
     weights = occupancies.to(dtype)[keep][:, None] * term_weights
     b_params = term_b + b_factors.to(dtype)[keep][:, None]
-    box, b_extra, windows = _box_and_blur(centres.detach(), b_params.detach(), grid, resolution)
+    box, b_extra, windows = _box_and_blur(centres.detach(), b_params.detach(), batch_index, n_batch, grid, resolution)
     n_terms = weights.shape[1]
-    variances = (b_params + b_extra) / EIGHT_PI_SQUARED
+    variances = (b_params + b_extra[batch_index, None]) / EIGHT_PI_SQUARED
     box_maps = gaussian_sum(
         centres.repeat_interleave(n_terms, dim=0),
         weights.reshape(-1, 1),
@@ -336,9 +358,10 @@ def render_finite_resolution(
         backend=backend,
     )
     axes = (-3, -2, -1)
-    spectrum = torch.fft.rfftn(box_maps, dim=axes)
-    spectrum = spectrum * band_filter(box, grid.voxel_size, resolution, b_extra, sampling, dtype, device)
-    filtered = torch.fft.irfftn(spectrum, s=box.grid.shape, dim=axes)
+    filters = torch.stack([
+        band_filter(box, grid.voxel_size, resolution, float(extra), sampling, dtype, device) for extra in b_extra.tolist()
+    ])
+    filtered = torch.fft.irfftn(torch.fft.rfftn(box_maps, dim=axes) * filters, s=box.grid.shape, dim=axes)
     return box.crop(filtered, grid.shape).contiguous()
 
 
@@ -350,13 +373,15 @@ def _atoms_within_reach(coords: torch.Tensor, grid: Grid, resolution: float) -> 
     return ((coords >= low) & (coords <= high)).all(dim=-1)
 
 
-def _box_and_blur(centres: torch.Tensor, b_params: torch.Tensor, grid: Grid, resolution: float):
-    """The Fourier box, ``B_extra`` (Å²) and the per-term window half-widths (N, J) Å."""
+def _box_and_blur(centres, b_params, batch_index, n_batch: int, grid: Grid, resolution: float):
+    """The Fourier box, ``B_extra`` (n_batch,) Å² of each structure, and the per-term window
+    half-widths (N, J) Å."""
     atom_low, atom_high = centres.amin(dim=0).cpu().numpy(), centres.amax(dim=0).cpu().numpy()
     # the box's spacing, hence b_alias, does not depend on the windows: find it first
     b_alias = fourier_box(grid, atom_low, atom_high, resolution, 0.0).b_alias
-    b_extra = B_EXTRA_STEP * math.ceil((b_alias - float(b_params.min())) / B_EXTRA_STEP)
-    windows = WINDOW_SIGMAS * torch.sqrt((b_params + b_extra) / EIGHT_PI_SQUARED)
+    lowest = torch.full((n_batch,), b_alias, dtype=b_params.dtype, device=b_params.device)
+    lowest = lowest.scatter_reduce(0, batch_index, b_params.amin(dim=1), reduce="amin")
+    b_extra = B_EXTRA_STEP * torch.ceil((b_alias - lowest) / B_EXTRA_STEP)
+    windows = WINDOW_SIGMAS * torch.sqrt((b_params + b_extra[batch_index, None]) / EIGHT_PI_SQUARED)
     box = fourier_box(grid, atom_low, atom_high, resolution, float(windows.max()))
     return box, b_extra, windows
-

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from cryomaps.io.grid import Grid
-from cryomaps.render.finite_resolution import _band_nodes
+from cryomaps.render.finite_resolution import band_nodes, box_frequencies, inside_band
 from cryomaps.render.form_factors import peng_coefficients
 
 _TERMS_PER_CHUNK = 256
@@ -53,10 +53,9 @@ def exact_finite_resolution_map(
     shape = tuple(int(n) for n in np.asarray(grid.shape) + 2 * pad)
     positions = torch.as_tensor(np.asarray(coords, dtype=np.float64) - (grid.origin - pad * spacing))
     weights, b_params, atom = _peng_terms(atomic_numbers, b_factors, occupancies)
-    s_max = 1.0 / resolution
-    axes = [torch.fft.fftfreq(n, float(h), dtype=torch.float64) for n, h in zip(shape[:2], spacing[:2])]
-    axes.append(torch.fft.rfftfreq(shape[2], float(spacing[2]), dtype=torch.float64))
-    kept = [torch.nonzero(s.abs() <= s_max).squeeze(1) for s in axes]
+    axes = box_frequencies(shape, spacing)
+    band = inside_band(axes, resolution)
+    kept = [torch.nonzero(band.any(dim=others)).squeeze(1) for others in ((1, 2), (0, 2), (0, 1))]
     frequencies = [s[index] for s, index in zip(axes, kept)]
     factors = torch.zeros(tuple(len(s) for s in frequencies), dtype=torch.complex128)
     for start in range(0, len(weights), _TERMS_PER_CHUNK):
@@ -69,8 +68,7 @@ def exact_finite_resolution_map(
         ]
         yz = (per_axis[1][:, :, None] * per_axis[2][:, None, :]).reshape(len(x), -1)
         factors += ((per_axis[0] * weights[terms, None]).T @ yz).reshape(factors.shape)
-    sx, sy, sz = frequencies
-    factors *= sx[:, None, None] ** 2 + sy[:, None] ** 2 + sz**2 <= s_max**2
+    factors *= band[kept[0][:, None, None], kept[1][:, None], kept[2]]
     spectrum = torch.zeros((shape[0], shape[1], shape[2] // 2 + 1), dtype=torch.complex128)
     spectrum[kept[0][:, None, None], kept[1][:, None], kept[2]] = factors
     density = torch.fft.irfftn(spectrum, s=shape) / float(np.prod(spacing))
@@ -82,9 +80,12 @@ def continuum_finite_resolution_values(
 ) -> np.ndarray:
     """Values (M,) float64 of the continuous finite-resolution map at ``points`` (M, 3) Å.
 
-    ``rho(p) = sum_atoms integral_0^{1/d} 4 pi s² sinc(2 |p - x| s) f_atom(s) ds``, by quadrature.
+    ``rho(p) = sum_atoms integral_0^{1/d} 4 pi s² sinc(2 |p - x| s) f_atom(s) ds``, by
+    Gauss-Legendre quadrature with enough nodes for the largest point-atom distance.
     """
-    s, ds = _band_nodes(resolution)
+    points, coords = np.asarray(points, dtype=np.float64), np.asarray(coords, dtype=np.float64)
+    span = np.linalg.norm(np.maximum(points.max(axis=0), coords.max(axis=0)) - np.minimum(points.min(axis=0), coords.min(axis=0)))
+    s, ds = band_nodes(resolution, int(4 * span / resolution) + 64)
     s_t, ds_t = torch.as_tensor(s), torch.as_tensor(ds)
     weights, b_params, atom = _peng_terms(atomic_numbers, b_factors, occupancies)
     form_factors = torch.zeros(int(atom.max()) + 1, len(s), dtype=torch.float64)
