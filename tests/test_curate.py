@@ -22,6 +22,7 @@ from cryomaps.data.curate import (
 )
 from cryomaps.data.curated import CuratedPair, read_curated_index, read_curated_pair, write_curated_pair
 from cryomaps.data.manifest import ManifestEntry, read_manifest
+from cryomaps.errors import CryomapsError
 from cryomaps.io import Grid, Structure
 
 MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
@@ -314,6 +315,8 @@ def test_worker_pool_runs_items_in_other_processes_and_keeps_order():
     with worker_pool(2) as pool:
         pids = list(map_in_order(operator.call, [os.getpid] * 6, pool, max_in_flight=3))
         absolute = list(map_in_order(abs, [-5, 3, -1, 7, -2], pool, max_in_flight=2))
+        with pytest.raises(CryomapsError, match="absent.csv: manifest not found"):  # an error in a worker: one line here
+            list(map_in_order(read_manifest, ["/absent.csv"], pool, max_in_flight=2))
     assert os.getpid() not in pids
     assert absolute == [5, 3, 1, 7, 2]
 

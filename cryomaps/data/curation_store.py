@@ -20,13 +20,14 @@ import os
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from cryomaps.data.manifest import ManifestEntry
-from cryomaps.errors import InputError
+from cryomaps.errors import CryomapsError, InputError
 from cryomaps.io.atomic import write_json_atomically
 
 RECORDS_DIR = "records"
@@ -204,8 +205,31 @@ def map_in_order(function: Callable, items: Iterable, pool: Executor | None, max
         return
     pending: deque = deque()
     for item in items:
-        pending.append(pool.submit(function, item))
+        pending.append(pool.submit(_call_reporting_errors, function, item))
         if len(pending) >= max_in_flight:
-            yield pending.popleft().result()
+            yield _result(pending.popleft())
     while pending:
-        yield pending.popleft().result()
+        yield _result(pending.popleft())
+
+
+def _call_reporting_errors(function: Callable, item):
+    """``(None, function(item))``, or ``(message, None)`` for a CryomapsError (whose own
+    constructor arguments do not survive pickling back to the parent process)."""
+    try:
+        return None, function(item)
+    except CryomapsError as error:
+        return str(error), None
+
+
+def _result(future: Future):
+    """The value of a :func:`_call_reporting_errors` future; worker errors raised here, in one line."""
+    try:
+        message, value = future.result()
+    except BrokenProcessPool:
+        raise CryomapsError(
+            "a worker process ended abruptly (killed, e.g. for lack of memory); what it had finished is kept: "
+            "run the same command again to resume"
+        ) from None
+    if message is not None:
+        raise CryomapsError(message)
+    return value
