@@ -70,15 +70,20 @@ def density_config(args):
     """The :class:`cryomaps.render.DensityModelConfig` that the options describe."""
     from cryomaps.render import DensityModelConfig
 
-    options = {}
+    from cryomaps.errors import InputError
+
+    if args.resolution is None and (args.model == "molmap" or args.resolution_mode == "finite"):
+        needs = "--model molmap" if args.model == "molmap" else "--resolution-mode finite"
+        raise InputError(None, f"{needs} needs --resolution (Å)")
+    settings = {}
     if args.sigma_factor is not None:
-        options["sigma_factor"] = args.sigma_factor
+        settings["sigma_factor"] = args.sigma_factor
     return DensityModelConfig(
         model=args.model,
         resolution=args.resolution,
         resolution_mode=args.resolution_mode,
         sampling=args.sampling,
-        **options,
+        **settings,
     )
 
 
