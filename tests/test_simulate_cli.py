@@ -75,7 +75,7 @@ def test_like_renders_on_the_reference_grid(small_model, tmp_path):
 def test_user_errors_exit_with_status_2(small_model, tmp_path, capsys):
     output = tmp_path / "out.mrc"
     assert main(["simulate", str(small_model), "-o", str(output), "--model", "molmap"]) == 2
-    assert "needs a resolution" in capsys.readouterr().err
+    assert "needs --resolution" in capsys.readouterr().err
     assert main(["simulate", str(tmp_path / "missing.pdb"), "-o", str(output)]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["simulate", str(small_model), "-o", str(output), "--voxel-size", "0"]) == 2
