@@ -196,6 +196,61 @@ def test_structure_matches_gemmi_on_real_files(structures_dir):
         np.testing.assert_allclose(ours.coords, positions)
 
 
+def _per_atom_reference(path, **options):
+    """The reader's fields gathered atom by atom straight from gemmi (the per-atom semantics the
+    vectorised reader must keep): same filtering options, same order, missing elements inferred."""
+    import gemmi
+
+    from cryomaps.io.structures import _infer_element
+
+    structure = gemmi.read_structure(str(path))
+    for index in range(len(structure) - 1, 0, -1):
+        del structure[index]
+    if options.get("remove_waters"):
+        structure.remove_waters()
+    if options.get("remove_hydrogens"):
+        structure.remove_hydrogens()
+    if options.get("altloc") == "first":
+        structure.remove_alternative_conformations()
+    rows = []
+    for chain in structure[0]:
+        for residue in chain:
+            for atom in residue:
+                element = atom.element.name if atom.element.atomic_number else _infer_element(path, residue, atom)
+                rows.append((atom.pos.tolist(), element, gemmi.Element(element).atomic_number, atom.b_iso, atom.occ,
+                             chain.name, residue.name, residue.seqid.num, atom.name, atom.altloc.replace("\x00", "")))
+    return rows
+
+
+@pytest.mark.parametrize("name, options", [
+    ("5fjj_5631res.cif", {}),                                   # 452 altloc atoms, 2117 waters
+    ("5fjj_5631res.cif", {"altloc": "first", "remove_waters": True}),
+    ("3j6r_2868res.pdb", {}),                                   # 5748 hydrogens
+    ("3j6r_2868res.pdb", {"remove_hydrogens": True}),
+    ("2va0A_99res.pdb.gz", {}),
+])
+def test_vectorised_reader_keeps_the_per_atom_semantics(structures_dir, name, options):
+    ours = read_structure(structures_dir / name, **options)
+    reference = _per_atom_reference(structures_dir / name, **options)
+    assert ours.n_atoms == len(reference)
+    columns = list(zip(*reference))
+    np.testing.assert_array_equal(ours.coords, np.array(columns[0]))
+    assert list(ours.elements) == list(columns[1])
+    np.testing.assert_array_equal(ours.atomic_numbers, columns[2])
+    np.testing.assert_array_equal(ours.b_factors, columns[3])
+    np.testing.assert_array_equal(ours.occupancies, columns[4])
+    for field, column in zip(("chain_ids", "residue_names", "residue_seqids", "atom_names", "altlocs"), columns[5:]):
+        assert list(getattr(ours, field)) == list(column), field
+
+
+def test_vectorised_reader_infers_missing_elements_like_the_per_atom_one(tmp_path):
+    path = tmp_path / "mini.pdb"
+    path.write_text(PDB_WITHOUT_ELEMENTS)
+    reference = _per_atom_reference(path)
+    ours = read_structure(path)
+    assert list(ours.elements) == [row[1] for row in reference] and list(ours.altlocs) == [row[9] for row in reference]
+
+
 def test_first_model_only(tmp_path):
     two_models = "MODEL        1\n" + PDB_WITHOUT_ELEMENTS.replace("END\n", "ENDMDL\n") + \
         "MODEL        2\nATOM      1  N   ALA A   1       1.000   2.000   3.000  1.00 20.00           N\nENDMDL\nEND\n"
