@@ -363,6 +363,7 @@ def test_rerun_reuses_records_and_changed_settings_or_files_curate_again(rendere
     assert _curated_pairs_of(again) == [] and all(r.reused for r in again)
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in stamps} == stamps
     assert [r.report_row() for r in again] == [r.report_row() for r in first]
+    assert all(r.reused for r in curate_entries(entries, out, CurationOptions(voxel_size=1)))  # 1 and 1.0 alike
 
     wider = curate_entries(entries, out, CurationOptions(cushion=4.0))
     assert _curated_pairs_of(wider) == [e.label for e in entries]

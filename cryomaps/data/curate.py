@@ -119,7 +119,7 @@ class RenderOptions:
     def __post_init__(self):
         from cryomaps.render.density import DensityModelConfig  # checks model and sampling names
 
-        _check_number("render.resolution", self.resolution, low=0.0, unit="Å")
+        _check_number(self, "resolution", low=0.0, unit="Å", prefix="render.")
         try:
             DensityModelConfig(model=self.model, resolution=self.resolution, sampling=self.sampling)
         except InputError as error:
@@ -141,12 +141,12 @@ class FilterOptions:
     min_chain_residues: int = 20
 
     def __post_init__(self):
-        _check_number("filters.min_correlation", self.min_correlation, low=-1.0, high=1.0, strict_low=False)
+        _check_number(self, "min_correlation", low=-1.0, high=1.0, strict_low=False, prefix="filters.")
         if self.correlation_resolution != "reported":
-            _check_number("filters.correlation_resolution", self.correlation_resolution, low=0.0, unit="Å or 'reported'")
-        _check_number("filters.correlation_fallback_resolution", self.correlation_fallback_resolution, low=0.0, unit="Å")
+            _check_number(self, "correlation_resolution", low=0.0, unit="Å or 'reported'", prefix="filters.")
+        _check_number(self, "correlation_fallback_resolution", low=0.0, unit="Å", prefix="filters.")
         for name in ("max_fraction_outside", "max_backbone_only_fraction", "max_sequence_identity"):
-            _check_number(f"filters.{name}", getattr(self, name), low=0.0, high=1.0, strict_low=False)
+            _check_number(self, name, low=0.0, high=1.0, strict_low=False, prefix="filters.")
         for name in ("reject_nucleic_acids", "reject_unknown_residues"):
             _check_flag(f"filters.{name}", getattr(self, name))
         if isinstance(self.min_chain_residues, bool) or not isinstance(self.min_chain_residues, int) or self.min_chain_residues < 1:
@@ -170,10 +170,10 @@ class CurationOptions:
     def __post_init__(self):
         if self.normalisation not in NORMALISATIONS:
             raise InputError(None, f"normalisation must be one of {', '.join(NORMALISATIONS)}, not {self.normalisation!r}")
-        _check_number("voxel_size", self.voxel_size, low=0.0, unit="Å")
-        _check_number("mask_radius", self.mask_radius, low=0.0, unit="Å")
-        _check_number("cushion", self.cushion, low=0.0, strict_low=False, unit="Å")
-        _check_number("percentile", self.percentile, low=0.0, high=100.0)
+        _check_number(self, "voxel_size", low=0.0, unit="Å")
+        _check_number(self, "mask_radius", low=0.0, unit="Å")
+        _check_number(self, "cushion", low=0.0, strict_low=False, unit="Å")
+        _check_number(self, "percentile", low=0.0, high=100.0)
         _check_flag("remove_waters", self.remove_waters)
         _check_flag("remove_hydrogens", self.remove_hydrogens)
 
@@ -190,12 +190,19 @@ class CurationOptions:
         return cls(**plain, render=render, filters=filters)
 
 
-def _check_number(option: str, value: Any, low: float, high: float = math.inf, strict_low: bool = True, unit: str = "") -> None:
-    """Raise a one-line InputError unless ``value`` is a finite number above ``low`` (or at
-    least ``low`` when not ``strict_low``) and at most ``high``."""
+def _check_number(
+    options, name: str, low: float, high: float = math.inf, strict_low: bool = True, unit: str = "", prefix: str = ""
+) -> None:
+    """Check that field ``name`` of the frozen ``options`` is a finite number above ``low`` (or at
+    least ``low`` when not ``strict_low``) and at most ``high``, and store it as a float (so that
+    ``voxel_size=1`` and the default 1.0 curate, and fingerprint, alike); else a one-line InputError
+    naming ``prefix + name``."""
+    value = getattr(options, name)
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if is_number and (value > low if strict_low else value >= low) and value <= high:
+        object.__setattr__(options, name, float(value))
         return
+    option = prefix + name
     bounds = [f"{'>' if strict_low else '>='} {low:g}"] + ([f"<= {high:g}"] if high < math.inf else [])
     raise InputError(None, f"{option}={value}: expected a finite number {' and '.join(bounds)}{f' ({unit})' if unit else ''}")
 
