@@ -179,3 +179,23 @@ def test_evaluate_refuses_a_manifest_whose_file_does_not_match(tmp_path, capsys)
     error = capsys.readouterr().err.strip()
     assert "\n" not in error and str(local.resolve()) in error and "cd" * 32 in error
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"emdb_id,pdb_id,split\nEMD-20026,3ajo,train\n", "missing column(s) reported_resolution_A, resolution_certain"),
+        (f"{HEADER}\n".encode() + "EMD-20026,3ajo,1.75,yes,tr\u00e9in\n".encode("latin-1"), "not UTF-8 text"),
+        (f"{HEADER}\n{GOOD_ROW}\n,,,,\n".encode(), "line 3: empty row"),
+    ],
+)
+def test_curate_refuses_a_bad_manifest_in_one_line_writing_nothing(tmp_path, capsys, content, problem):
+    from cryomaps.cli import main
+
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    out = tmp_path / "out"
+    assert main(["curate", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"cryomaps curate: error: {path}: ") and problem in error and "\n" not in error
+    assert not out.exists()
