@@ -1,0 +1,218 @@
+"""Restraints for real-space refinement: geometry (bonds, angles, non-bonded repulsion) and ADP similarity.
+
+Geometry comes from one of two sources:
+
+- a CCP4 monomer library (``--monomer-library DIR`` or ``$CLIBD_MON``): gemmi's topology
+  (:func:`gemmi.read_monomer_lib`, :func:`gemmi.prepare_topology`) gives bonds and angles with
+  ideal values and standard deviations (planes and chirality are not used yet);
+- otherwise, covalent radii: atoms i, j of one chain are bonded when their distance in the starting
+  model is below ``r_i + r_j + 0.45 Å`` (gemmi's covalent radii; alternative conformations A and B
+  never bond), angles are the pairs of bonds sharing an atom, and the targets are the starting
+  model's own values (or those of a reference model), with σ = 0.02 Å and 2°.
+
+Non-bonded repulsion: heavy-atom pairs that are neither bonded nor 1-3 (angle ends) and closer than
+``NONBONDED_DISTANCE_A`` in the starting model are pushed apart by ``((d0 - d) / σ)²`` for d < d0.
+Distances in Å, angles in degrees; energies are sums of squared z-scores / 2 (dimensionless).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BOND_TOLERANCE_A = 0.45
+BOND_SIGMA_A = 0.02
+ANGLE_SIGMA_DEGREES = 2.0
+NONBONDED_DISTANCE_A = 2.9
+NONBONDED_SIGMA_A = 0.2
+MONOMER_LIBRARY_ENV = "CLIBD_MON"
+
+
+@dataclass
+class Geometry:
+    """Geometry restraints of one model (index arrays into its atoms).
+
+    Attributes:
+        bonds: (B, 2) atom pairs; bond_targets, bond_sigmas: (B,) Å.
+        angles: (A, 3) atom triples (the middle one is the vertex); angle_targets, angle_sigmas: (A,) degrees.
+        nonbonded: (P, 2) pairs pushed apart below ``NONBONDED_DISTANCE_A``.
+        source: ``"monomer library"`` or ``"covalent radii"``.
+    """
+
+    bonds: np.ndarray
+    bond_targets: np.ndarray
+    bond_sigmas: np.ndarray
+    angles: np.ndarray
+    angle_targets: np.ndarray
+    angle_sigmas: np.ndarray
+    nonbonded: np.ndarray
+    source: str
+
+    def energy(self, coords: torch.Tensor) -> torch.Tensor:
+        """Sum of squared z-scores / 2 of bonds, angles and non-bonded contacts at ``coords`` (N, 3)."""
+        bonds = _as_index(self.bonds)
+        bond_z = (bond_lengths(coords, bonds) - _like(self.bond_targets, coords)) / _like(self.bond_sigmas, coords)
+        angle_z = (bond_angles(coords, _as_index(self.angles)) - _like(self.angle_targets, coords)) / _like(self.angle_sigmas, coords)
+        contact = bond_lengths(coords, _as_index(self.nonbonded))
+        clash_z = torch.relu(NONBONDED_DISTANCE_A - contact) / NONBONDED_SIGMA_A
+        return 0.5 * ((bond_z**2).sum() + (angle_z**2).sum() + (clash_z**2).sum())
+
+    def deviations(self, coords) -> dict:
+        """RMS deviations from the targets: bonds (Å) and angles (degrees), plus the count of each."""
+        coords = torch.as_tensor(np.asarray(coords, dtype=np.float64))
+        bond_error = bond_lengths(coords, _as_index(self.bonds)).numpy() - self.bond_targets
+        angle_error = bond_angles(coords, _as_index(self.angles)).numpy() - self.angle_targets
+        return {
+            "bond_rmsd_A": float(np.sqrt(np.mean(bond_error**2))) if len(bond_error) else 0.0,
+            "angle_rmsd_degrees": float(np.sqrt(np.mean(angle_error**2))) if len(angle_error) else 0.0,
+            "n_bonds": int(len(bond_error)),
+            "n_angles": int(len(angle_error)),
+            "source": self.source,
+        }
+
+
+def _as_index(pairs) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(pairs, dtype=np.int64))
+
+
+def _like(values, reference: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(values, dtype=reference.dtype, device=reference.device)
+
+
+def bond_lengths(coords: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """Distances (P,) Å between atom pairs (P, 2)."""
+    if len(pairs) == 0:
+        return coords.new_zeros(0)
+    return (coords[pairs[:, 0]] - coords[pairs[:, 1]]).norm(dim=1)
+
+
+def bond_angles(coords: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
+    """Angles (A,) degrees at the middle atom of triples (A, 3); atan2 form, stable near 0° and 180°."""
+    if len(triples) == 0:
+        return coords.new_zeros(0)
+    first = coords[triples[:, 0]] - coords[triples[:, 1]]
+    second = coords[triples[:, 2]] - coords[triples[:, 1]]
+    sine = torch.cross(first, second, dim=1).norm(dim=1)
+    cosine = (first * second).sum(dim=1)
+    return torch.rad2deg(torch.atan2(sine, cosine))
+
+
+def covalent_bonds(structure) -> np.ndarray:
+    """(B, 2) bonded atom pairs of ``structure`` from covalent radii (see the module docstring)."""
+    import gemmi
+    from scipy.spatial import cKDTree
+
+    radii = np.array([gemmi.Element(symbol).covalent_r for symbol in structure.elements])
+    pairs = cKDTree(structure.coords).query_pairs(2 * radii.max() + BOND_TOLERANCE_A, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    i, j = pairs[:, 0], pairs[:, 1]
+    distance = np.linalg.norm(structure.coords[i] - structure.coords[j], axis=1)
+    altloc_i, altloc_j = structure.altlocs[i], structure.altlocs[j]
+    keep = (
+        (distance < radii[i] + radii[j] + BOND_TOLERANCE_A)
+        & (distance > 0.4)
+        & (structure.chain_ids[i] == structure.chain_ids[j])
+        & ((altloc_i == "") | (altloc_j == "") | (altloc_i == altloc_j))
+    )
+    return np.sort(pairs[keep], axis=1).astype(np.int64)
+
+
+def angles_from_bonds(bonds: np.ndarray, n_atoms: int) -> np.ndarray:
+    """(A, 3) triples (i, vertex, k) for every two bonds sharing a vertex."""
+    neighbours = [[] for _ in range(n_atoms)]
+    for i, j in bonds:
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    triples = [(a, vertex, b) for vertex, around in enumerate(neighbours)
+               for index, a in enumerate(around) for b in around[index + 1:]]
+    return np.array(triples, dtype=np.int64).reshape(-1, 3)
+
+
+def nonbonded_pairs(structure, coords, bonds: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """(P, 2) heavy-atom pairs closer than ``NONBONDED_DISTANCE_A`` + 1 Å that are not 1-2 or 1-3."""
+    from scipy.spatial import cKDTree
+
+    heavy = np.flatnonzero(structure.atomic_numbers > 1)
+    pairs = cKDTree(coords[heavy]).query_pairs(NONBONDED_DISTANCE_A + 1.0, output_type="ndarray")
+    pairs = np.sort(heavy[pairs], axis=1) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+    excluded = {tuple(p) for p in bonds} | {tuple(sorted((a, b))) for a, _, b in angles}
+    altlocs = structure.altlocs
+    keep = [tuple(p) not in excluded and (altlocs[p[0]] == "" or altlocs[p[1]] == "" or altlocs[p[0]] == altlocs[p[1]])
+            for p in pairs]
+    return pairs[np.asarray(keep, dtype=bool)].reshape(-1, 2).astype(np.int64)
+
+
+def geometry_from_model(structure, reference_coords: np.ndarray | None = None) -> Geometry:
+    """Covalent-radii restraints with targets from ``reference_coords`` (default: the model itself)."""
+    reference = structure.coords if reference_coords is None else np.asarray(reference_coords, dtype=np.float64)
+    bonds = covalent_bonds(structure)
+    angles = angles_from_bonds(bonds, structure.n_atoms)
+    reference_t = torch.as_tensor(reference)
+    return Geometry(
+        bonds=bonds,
+        bond_targets=bond_lengths(reference_t, _as_index(bonds)).numpy(),
+        bond_sigmas=np.full(len(bonds), BOND_SIGMA_A),
+        angles=angles,
+        angle_targets=bond_angles(reference_t, _as_index(angles)).numpy(),
+        angle_sigmas=np.full(len(angles), ANGLE_SIGMA_DEGREES),
+        nonbonded=nonbonded_pairs(structure, structure.coords, bonds, angles),
+        source="covalent radii",
+    )
+
+
+def monomer_library_path(explicit: str | None) -> str | None:
+    """The monomer library folder: ``explicit``, else ``$CLIBD_MON``, else None."""
+    return explicit or os.environ.get(MONOMER_LIBRARY_ENV) or None
+
+
+def geometry_from_monomer_library(structure, library: str) -> Geometry:
+    """Bonds and angles with ideal values from a CCP4 monomer library, through gemmi's topology.
+
+    ``structure`` must have been read with :func:`cryomaps.io.read_structure`'s default options
+    (all atoms, in file order): atoms are matched through their serial numbers in that order.
+    """
+    import gemmi
+
+    from cryomaps.errors import InputError
+
+    source = gemmi.read_structure(structure.source)
+    for index in range(len(source) - 1, 0, -1):
+        del source[index]
+    source.setup_entities()
+    names = sorted({residue.name for chain in source[0] for residue in chain})
+    try:
+        monomers = gemmi.read_monomer_lib(str(library), names, ignore_missing=True)
+        topology = gemmi.prepare_topology(source, monomers, model_index=0, h_change=gemmi.HydrogenChange.NoChange,
+                                          reorder=False, ignore_unknown_links=True)
+    except (RuntimeError, ValueError) as error:
+        raise InputError(library, f"cannot build restraints from this monomer library ({error})") from None
+    source.assign_serial_numbers()
+    if sum(len(residue) for chain in source[0] for residue in chain) != structure.n_atoms:
+        raise InputError(structure.source, "the model was read with atoms removed; restraints need all atoms")
+    bonds = [[atom.serial - 1 for atom in bond.atoms] for bond in topology.bonds]
+    angles = [[atom.serial - 1 for atom in angle.atoms] for angle in topology.angles]
+    bond_targets = [bond.restr.value for bond in topology.bonds]
+    bond_sigmas = [max(bond.restr.esd, 1e-3) for bond in topology.bonds]
+    angle_targets = [angle.restr.value for angle in topology.angles]
+    angle_sigmas = [max(angle.restr.esd, 0.1) for angle in topology.angles]
+    bonds = np.array(bonds, dtype=np.int64).reshape(-1, 2)
+    angles = np.array(angles, dtype=np.int64).reshape(-1, 3)
+    return Geometry(bonds, np.array(bond_targets), np.array(bond_sigmas), angles, np.array(angle_targets),
+                    np.array(angle_sigmas), nonbonded_pairs(structure, structure.coords, bonds, angles),
+                    "monomer library")
+
+
+def adp_similarity_pairs(structure, bonds: np.ndarray, radius: float = 0.0) -> np.ndarray:
+    """Pairs (P, 2) whose B-factors are restrained to be similar: the bonds, plus pairs within ``radius`` Å."""
+    if radius <= 0:
+        return bonds
+    from scipy.spatial import cKDTree
+
+    near = cKDTree(structure.coords).query_pairs(radius, output_type="ndarray")
+    return np.unique(np.concatenate((bonds, np.sort(near, axis=1))), axis=0).astype(np.int64)
+
