@@ -466,3 +466,22 @@ def test_two_names_giving_the_same_file_are_refused(tmp_path, capsys):
     assert main(["curate", str(manifest), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert "line 3: 'a_b' and line 2 ('a/b') would share the file a_b.npz" in error and not (tmp_path / "out").exists()
+
+
+def test_sequence_identity_shortcut_and_cache_agree_with_a_direct_gemmi_alignment(example_entries):
+    import gemmi
+
+    from cryomaps.data.curate import GAP_EXTEND, GAP_OPEN, sequence_identity
+    from cryomaps.io import read_structure
+
+    entry = next(e for e in example_entries if e.label == "EMD-3488_hemoglobin")
+    alpha, beta = model_facts(read_structure(entry.model_path, remove_waters=True), 20).sequences
+    scoring = gemmi.AlignmentScoring("b")
+    scoring.gapo, scoring.gape = GAP_OPEN, GAP_EXTEND
+
+    def direct(a, b):
+        return gemmi.align_string_sequences(list(a), list(b), [], scoring).calculate_identity() / 100.0
+
+    assert sequence_identity(alpha, alpha) == direct(alpha, alpha) == 1.0
+    first = sequence_identity(alpha, beta)
+    assert first == sequence_identity(alpha, beta) == pytest.approx(direct(alpha, beta), abs=0) and 0.3 < first < 0.6

@@ -630,9 +630,16 @@ def chain_sequences(amino_acids: list[tuple[str, str, frozenset]], min_length: i
     return tuple(distinct)
 
 
+@functools.lru_cache(maxsize=1 << 18)
 def sequence_identity(first: tuple[str, ...], second: tuple[str, ...]) -> float:
     """Identity (fraction) of a global BLOSUM62 alignment (gemmi, gap penalties :data:`GAP_OPEN`,
-    :data:`GAP_EXTEND`) of two 3-letter sequences, counted over the shorter one."""
+    :data:`GAP_EXTEND`) of two 3-letter sequences, counted over the shorter one.
+
+    Identical sequences give 1.0 without aligning, and results are cached: the redundancy filter
+    compares every pair with every kept pair, and large manifests repeat the same chains often.
+    """
+    if first == second:
+        return 1.0
     import gemmi
 
     scoring = gemmi.AlignmentScoring("b")
