@@ -117,6 +117,8 @@ def int_range(minimum: int | None = None, maximum: int | None = None, *, multipl
 
 def device(text: str) -> str:
     """A torch device that exists here: ``cpu``, ``cuda``, ``cuda:N`` (N below the GPU count) or ``mps``."""
+    if text == "cpu":  # the common case needs no torch import at parse time
+        return text
     import torch
 
     try:

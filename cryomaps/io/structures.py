@@ -102,6 +102,19 @@ def read_structure(
         raise InputError(path, f"has {len(structure)} model(s); model index {model_index} does not exist")
     if structure.input_format == gemmi.CoorFormat.Pdb:
         _check_pdb_records(path)
+    keep_selected_atoms(structure, model_index, remove_waters=remove_waters, remove_hydrogens=remove_hydrogens,
+                        altloc=altloc)
+    result = _structure_from_model(path, structure[0])
+    check_atom_values(result)
+    return result
+
+
+def keep_selected_atoms(structure, model_index: int = 0, *, remove_waters: bool = False,
+                        remove_hydrogens: bool = False, altloc: str = "all"):
+    """Reduce a ``gemmi.Structure`` in place to the atoms :func:`read_structure` keeps (same options).
+
+    Returns the structure, now holding the one model ``model_index``.
+    """
     for index in range(len(structure) - 1, -1, -1):
         if index != model_index:
             del structure[index]
@@ -111,9 +124,7 @@ def read_structure(
         structure.remove_hydrogens()
     if altloc == "first":
         structure.remove_alternative_conformations()
-    result = _structure_from_model(path, structure[0])
-    check_atom_values(result)
-    return result
+    return structure
 
 
 def _check_pdb_records(path: Path) -> None:
