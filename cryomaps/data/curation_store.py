@@ -107,11 +107,13 @@ def fingerprint(entry: ManifestEntry, settings: dict) -> str:
 
 def _file_identity(path: Path | None) -> list[int] | None:
     """[size in bytes, modification time in ns] of a file, ``None`` when absent."""
+    if path is None:
+        return None
     try:
-        status = os.stat(path) if path is not None else None
+        status = os.stat(path)
     except OSError:
         return None
-    return None if status is None else [status.st_size, status.st_mtime_ns]
+    return [status.st_size, status.st_mtime_ns]
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,8 @@ def worker_pool(workers: int) -> Iterator[Executor | None]:
     """A pool of ``workers`` processes for :func:`map_in_order`, or ``None`` (in process) for 1.
 
     The workers fork from a fork server that has imported :data:`WORKER_PRELOAD` once (no
-    OpenMP state is inherited from this process) and split the CPU cores between them for torch.
+    OpenMP state is inherited from this process) and split the CPU cores this process may use
+    (its affinity, e.g. a cluster job's allocation) between them for torch.
     """
     if workers == 1:
         yield None
@@ -182,7 +185,8 @@ def worker_pool(workers: int) -> Iterator[Executor | None]:
 
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(WORKER_PRELOAD))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_torch_threads, initargs=(threads,)) as pool:
         yield pool
 
