@@ -10,8 +10,10 @@ Geometry comes from one of two sources:
   never bond), angles are the pairs of bonds sharing an atom, and the targets are the starting
   model's own values (or those of a reference model), with σ = 0.02 Å and 2°.
 
-Non-bonded repulsion: heavy-atom pairs that are neither bonded nor 1-3 (angle ends) and closer than
-``NONBONDED_DISTANCE_A`` in the starting model are pushed apart by ``((d0 - d) / σ)²`` for d < d0.
+Non-bonded repulsion: heavy-atom pairs that are neither bonded nor 1-3 (angle ends) and within
+``NONBONDED_DISTANCE_A`` + 1 Å in the starting model are pushed apart by ``((d0 - d) / σ)²`` when
+closer than d0 = their starting distance clipped to [``NONBONDED_FLOOR_A``, ``NONBONDED_DISTANCE_A``]
+(so hydrogen bonds and 1-4 contacts of the start are not strained, and no pair gets closer than 2.2 Å).
 Distances in Å, angles in degrees; energies are sums of squared z-scores / 2 (dimensionless).
 """
 
@@ -28,6 +30,7 @@ BOND_TOLERANCE_A = 0.45
 BOND_SIGMA_A = 0.02
 ANGLE_SIGMA_DEGREES = 2.0
 NONBONDED_DISTANCE_A = 2.9
+NONBONDED_FLOOR_A = 2.2
 NONBONDED_SIGMA_A = 0.2
 MONOMER_LIBRARY_ENV = "CLIBD_MON"
 
@@ -39,7 +42,7 @@ class Geometry:
     Attributes:
         bonds: (B, 2) atom pairs; bond_targets, bond_sigmas: (B,) Å.
         angles: (A, 3) atom triples (the middle one is the vertex); angle_targets, angle_sigmas: (A,) degrees.
-        nonbonded: (P, 2) pairs pushed apart below ``NONBONDED_DISTANCE_A``.
+        nonbonded: (P, 2) pairs pushed apart below nonbonded_targets (P,) Å.
         source: ``"monomer library"`` or ``"covalent radii"``.
     """
 
@@ -50,6 +53,7 @@ class Geometry:
     angle_targets: np.ndarray
     angle_sigmas: np.ndarray
     nonbonded: np.ndarray
+    nonbonded_targets: np.ndarray
     source: str
 
     def energy(self, coords: torch.Tensor) -> torch.Tensor:
@@ -58,7 +62,7 @@ class Geometry:
         bond_z = (bond_lengths(coords, bonds) - _like(self.bond_targets, coords)) / _like(self.bond_sigmas, coords)
         angle_z = (bond_angles(coords, _as_index(self.angles)) - _like(self.angle_targets, coords)) / _like(self.angle_sigmas, coords)
         contact = bond_lengths(coords, _as_index(self.nonbonded))
-        clash_z = torch.relu(NONBONDED_DISTANCE_A - contact) / NONBONDED_SIGMA_A
+        clash_z = torch.relu(_like(self.nonbonded_targets, coords) - contact) / NONBONDED_SIGMA_A
         return 0.5 * ((bond_z**2).sum() + (angle_z**2).sum() + (clash_z**2).sum())
 
     def deviations(self, coords) -> dict:
@@ -160,7 +164,7 @@ def geometry_from_model(structure, reference_coords: np.ndarray | None = None) -
         angles=angles,
         angle_targets=bond_angles(reference_t, _as_index(angles)).numpy(),
         angle_sigmas=np.full(len(angles), ANGLE_SIGMA_DEGREES),
-        nonbonded=nonbonded_pairs(structure, structure.coords, bonds, angles),
+        **_nonbonded(structure, bonds, angles),
         source="covalent radii",
     )
 
@@ -202,9 +206,15 @@ def geometry_from_monomer_library(structure, library: str) -> Geometry:
     angle_sigmas = [max(angle.restr.esd, 0.1) for angle in topology.angles]
     bonds = np.array(bonds, dtype=np.int64).reshape(-1, 2)
     angles = np.array(angles, dtype=np.int64).reshape(-1, 3)
-    return Geometry(bonds, np.array(bond_targets), np.array(bond_sigmas), angles, np.array(angle_targets),
-                    np.array(angle_sigmas), nonbonded_pairs(structure, structure.coords, bonds, angles),
-                    "monomer library")
+    return Geometry(bonds=bonds, bond_targets=np.array(bond_targets), bond_sigmas=np.array(bond_sigmas), angles=angles,
+                    angle_targets=np.array(angle_targets), angle_sigmas=np.array(angle_sigmas),
+                    **_nonbonded(structure, bonds, angles), source="monomer library")
+
+
+def _nonbonded(structure, bonds, angles) -> dict:
+    pairs = nonbonded_pairs(structure, structure.coords, bonds, angles)
+    start = bond_lengths(torch.as_tensor(structure.coords), _as_index(pairs)).numpy()
+    return {"nonbonded": pairs, "nonbonded_targets": np.clip(start, NONBONDED_FLOOR_A, NONBONDED_DISTANCE_A)}
 
 
 def adp_similarity_pairs(structure, bonds: np.ndarray, radius: float = 0.0) -> np.ndarray:
