@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import warnings
 
 import mrcfile
@@ -331,3 +332,40 @@ def test_json_reports_are_written_atomically_into_new_folders(tmp_path):
     path = write_json_atomically(tmp_path / "bench" / "report.json", {"rows": [1.5, 2]})
     assert json.loads(path.read_text()) == {"rows": [1.5, 2]}
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]  # no temporary left behind
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_atomic_write_removes_stale_temporaries_of_its_target_only(tmp_path):
+    from cryomaps.io.atomic import _temporary_stem, write_text_atomically
+
+    target, other = tmp_path / "map.mrc", tmp_path / "other.mrc"
+    dead, alive = _dead_pid(), os.getppid()
+    stale = tmp_path / f"{_temporary_stem(target.name)}.{dead}.abcd1234.part"
+    running = tmp_path / f"{_temporary_stem(target.name)}.{alive}.abcd1234.part"
+    unrelated = tmp_path / f"{_temporary_stem(other.name)}.{dead}.abcd1234.part"
+    for path in (stale, running, unrelated):
+        path.write_bytes(b"half a map")
+    write_text_atomically(target, "new")
+    assert target.read_text() == "new"
+    assert not stale.exists() and running.exists() and unrelated.exists()
+
+
+def test_atomic_temporary_names_fit_the_file_name_limit(tmp_path):
+    from cryomaps.io.atomic import atomic_output
+
+    target = tmp_path / ("é" * 125 + ".mrc")  # 254 bytes in UTF-8
+    with atomic_output(target) as temporary:
+        assert len(os.fsencode(temporary.name)) <= 255
+        temporary.write_bytes(b"x")
+    assert target.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [target.name]
