@@ -369,3 +369,16 @@ def test_atomic_temporary_names_fit_the_file_name_limit(tmp_path):
         assert len(os.fsencode(temporary.name)) <= 255
         temporary.write_bytes(b"x")
     assert target.read_bytes() == b"x" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_maps_with_nan_or_infinite_values_are_never_written(tmp_path):
+    from cryomaps.errors import OutputError
+
+    old = write_map(tmp_path / "map.mrc", DensityMap(np.ones((4, 4, 4)), 1.0, 0.0))
+    before = old.read_bytes()
+    for bad_value in (np.nan, np.inf, -np.inf):
+        data = np.ones((4, 4, 4), dtype=np.float32)
+        data[1, 2, 3] = bad_value
+        with pytest.raises(OutputError, match="1 NaN or infinite"):
+            write_map(old, DensityMap(data, 1.0, 0.0))
+    assert old.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
