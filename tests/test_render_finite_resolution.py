@@ -154,12 +154,13 @@ def test_batches_float32_and_atoms_far_outside():
     torch.testing.assert_close(_finite(far, grid, resolution), batch[0])  # beyond reach: left out
 
 
-def test_gradcheck_coordinates_b_factors_occupancies():
+@pytest.mark.parametrize("sampling", ["point", "average"])
+def test_gradcheck_coordinates_b_factors_occupancies(sampling):
     grid = Grid((8, 9, 7), 1.0, (0.0, 0.0, 0.0))
     coords, numbers, b_factors, occupancies = _atoms(3, seed=5, low=2.0, high=5.0)
 
     def render(coords, b_factors, occupancies):
-        return _finite((coords, numbers, b_factors, occupancies), grid, 3.0)
+        return _finite((coords, numbers, b_factors, occupancies), grid, 3.0, sampling=sampling)
 
     inputs = tuple(t.clone().requires_grad_() for t in (coords, b_factors, occupancies))
     assert torch.autograd.gradcheck(render, inputs, eps=1e-6, atol=1e-7, rtol=1e-4, fast_mode=True)
