@@ -149,6 +149,14 @@ class _Target:
             return float(pearson(self.model_values(coords, b_factors, occupancies), self.map[self.mask]))
 
 
+def masked_correlation(structure, density_map, options: RefineOptions) -> float:
+    """The refinement's masked map-model correlation of ``structure`` as it is (mask around its atoms)."""
+    target = _Target(structure, density_map, options)
+    target.set_mask(structure.coords)
+    tensors = structure.to_tensors(dtype=torch.float64)
+    return target.correlation(tensors["coords"], tensors["b_factors"], tensors["occupancies"])
+
+
 def refine(structure, density_map, options: RefineOptions, progress=None) -> RefineResult:
     """Refine ``structure`` against ``density_map`` (see the module docstring).
 

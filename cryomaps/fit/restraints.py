@@ -184,9 +184,9 @@ def geometry_from_monomer_library(structure, library: str) -> Geometry:
 
     from cryomaps.errors import InputError
 
-    source = gemmi.read_structure(structure.source)
-    for index in range(len(source) - 1, 0, -1):
-        del source[index]
+    from cryomaps.io.structures import keep_selected_atoms
+
+    source = keep_selected_atoms(gemmi.read_structure(structure.source))
     source.setup_entities()
     names = sorted({residue.name for chain in source[0] for residue in chain})
     try:

@@ -79,24 +79,15 @@ def write_structure(
     return Path(path)
 
 
-def _read_like(structure, model_index: int = 0, remove_waters: bool = False, remove_hydrogens: bool = False,
-               altloc: str = "all"):
+def _read_like(structure, **read_options):
     """The gemmi structure of ``structure.source`` reduced as ``read_structure`` reduced it."""
     import gemmi
 
+    from cryomaps.io.structures import keep_selected_atoms
+
     if structure.source is None:
         raise InputError(None, "the structure was not read from a file; nothing to copy records from")
-    source = gemmi.read_structure(structure.source)
-    for index in range(len(source) - 1, -1, -1):
-        if index != model_index:
-            del source[index]
-    if remove_waters:
-        source.remove_waters()
-    if remove_hydrogens:
-        source.remove_hydrogens()
-    if altloc == "first":
-        source.remove_alternative_conformations()
-    return source
+    return keep_selected_atoms(gemmi.read_structure(structure.source), **read_options)
 
 
 def moved_copy(structure, coords=None, b_factors=None, occupancies=None):
