@@ -167,22 +167,26 @@ def tile_boundary_planes(length: int, tile_size: int = 32, overlap: int = 16, mo
     return sorted(i for i in faces if 0 < i < length)
 
 
-def seam_ratio(volume: torch.Tensor, boundary_planes: list[int], mask: torch.Tensor | None = None) -> float:
+def seam_ratio(volume: torch.Tensor, boundary_planes, mask: torch.Tensor | None = None) -> float:
     """Mean |Δ| between neighbours across tile boundaries divided by the mean |Δ| elsewhere.
 
-    Differences are taken along all three axes between voxels i−1 and i; those with i in
-    ``boundary_planes`` (per axis) are "across a boundary". ``mask`` (X, Y, Z) bool limits the
-    comparison to voxels of interest (e.g. the molecule), where seams matter.
+    Differences are taken along all three axes between voxels i−1 and i; those with i in the
+    boundary planes of that axis are "across a boundary". ``boundary_planes`` is one list of indices
+    used on every axis, or three lists (x, y, z), e.g. from :func:`tile_boundary_planes` per axis
+    length. ``mask`` (X, Y, Z) bool limits the comparison to voxels of interest (e.g. the molecule),
+    where seams matter.
     """
+    nested = len(boundary_planes) > 0 and isinstance(boundary_planes[0], (list, tuple))
+    per_axis = list(boundary_planes) if nested else [boundary_planes] * 3
     across, elsewhere = [], []
-    for axis in range(3):
+    for axis, planes in enumerate(per_axis):
         difference = volume.diff(dim=axis).abs()
         keep = torch.ones_like(difference, dtype=torch.bool)
         if mask is not None:
             sliced = mask.narrow(axis, 1, mask.shape[axis] - 1) | mask.narrow(axis, 0, mask.shape[axis] - 1)
             keep &= sliced
         is_boundary = torch.zeros(volume.shape[axis] - 1, dtype=torch.bool)
-        for plane in boundary_planes:
+        for plane in planes:
             if 0 < plane < volume.shape[axis]:
                 is_boundary[plane - 1] = True
         shape = [1, 1, 1]
