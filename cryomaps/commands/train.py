@@ -35,10 +35,19 @@ def compose_and_run(config_name: str, args) -> int:
         raise InputError(None, f"required setting(s) not given: {', '.join(missing)} (add them as key=value)")
     from cryomaps.tasks.training import run_finetuning, run_training
 
+    quiet_seed_message()
     run_dir = run_finetuning(config) if config_name == "finetune" else run_training(config)
     if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
         print(f"run folder: {run_dir}")
     return 0
+
+
+def quiet_seed_message() -> None:
+    """Keep Lightning's "Seed set to N" line off stderr (the seed is in the run's config), so that a
+    configuration error found while the task is built is the only line a failed start prints."""
+    import logging
+
+    logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
 
 def missing_settings(settings, prefix: str = "") -> list[str]:
