@@ -162,3 +162,58 @@ def test_adp_on_emd_3488_from_uniform_b(data_root):
     assert np.corrcoef(result.b_factors, deposited.b_factors)[0, 1] >= 0.92
     with_deposited_b = refine(deposited, density_map, RefineOptions(resolution=3.2, modes=("adp",), cycles=1, iterations=0))
     assert result.correlation_after >= with_deposited_b.correlation_before
+
+
+def write_monomer_library(structure, folder):
+    """A tiny CCP4-format monomer library: each residue type's bonds and angles as in its first
+    instance in ``structure`` (covalent-radii bonds), in the folder layout gemmi reads."""
+    from cryomaps.fit.restraints import angles_from_bonds
+
+    bonds = covalent_bonds(structure)
+    angles = angles_from_bonds(bonds, structure.n_atoms)
+    (folder / "list").mkdir(parents=True)
+    (folder / "list" / "mon_lib_list.cif").write_text("data_lib\n")
+    (folder / "ener_lib.cif").write_text("data_energy\n")
+    residue_keys = [f"{c}|{s}" for c, s in zip(structure.chain_ids, structure.residue_seqids)]
+    first = {}
+    for index, name in enumerate(structure.residue_names):
+        first.setdefault(name, residue_keys[index])
+    for name, key in first.items():
+        atoms = {i for i, k in enumerate(residue_keys) if k == key}
+        names, coords = structure.atom_names, structure.coords
+        lines = ["data_comp_list", "loop_", "_chem_comp.id", "_chem_comp.group", f"{name} peptide", f"data_comp_{name}",
+                 "loop_", "_chem_comp_atom.comp_id", "_chem_comp_atom.atom_id", "_chem_comp_atom.type_symbol",
+                 "_chem_comp_atom.type_energy"]
+        lines += [f"{name} {names[i]} {structure.elements[i]} {structure.elements[i]}" for i in sorted(atoms)]
+        lines += ["loop_", "_chem_comp_bond.comp_id", "_chem_comp_bond.atom_id_1", "_chem_comp_bond.atom_id_2",
+                  "_chem_comp_bond.type", "_chem_comp_bond.value_dist", "_chem_comp_bond.value_dist_esd"]
+        lines += [f"{name} {names[a]} {names[b]} single {np.linalg.norm(coords[a] - coords[b]):.4f} 0.020"
+                  for a, b in bonds if a in atoms and b in atoms]
+        lines += ["loop_", "_chem_comp_angle.comp_id", "_chem_comp_angle.atom_id_1", "_chem_comp_angle.atom_id_2",
+                  "_chem_comp_angle.atom_id_3", "_chem_comp_angle.value_angle", "_chem_comp_angle.value_angle_esd"]
+        triples = [t for t in angles if set(t) <= atoms]
+        values = bond_angles(torch.as_tensor(coords), torch.as_tensor(np.array(triples).reshape(-1, 3))).numpy()
+        lines += [f"{name} {names[a]} {names[v]} {names[b]} {value:.3f} 2.0" for (a, v, b), value in zip(triples, values)]
+        (folder / name[0].lower()).mkdir(exist_ok=True)
+        (folder / name[0].lower() / f"{name}.cif").write_text("\n".join(lines) + "\n")
+
+
+def test_monomer_library_restraints_come_from_gemmi_topology(truth, tmp_path):
+    from cryomaps.fit.restraints import angles_from_bonds, geometry_from_monomer_library
+
+    structure = truth
+    write_monomer_library(structure, tmp_path)
+    geometry = geometry_from_monomer_library(structure, tmp_path)
+    assert geometry.source == "monomer library"
+    residue = np.array([f"{c}|{s}" for c, s in zip(structure.chain_ids, structure.residue_seqids)])
+    bonds = covalent_bonds(structure)
+    intra = {tuple(sorted(p)) for p in bonds if residue[p[0]] == residue[p[1]]}
+    assert {tuple(sorted(p)) for p in geometry.bonds} == intra  # links (peptide bonds) are not in this library
+    triples = angles_from_bonds(bonds, structure.n_atoms)
+    assert len(geometry.angles) == sum(residue[a] == residue[v] == residue[b] for a, v, b in triples)
+    # the first residue of each type defined the ideal values, so it matches them exactly
+    first = residue == residue[0]
+    own = [i for i, (a, b) in enumerate(geometry.bonds) if first[a] and first[b]]
+    lengths = np.linalg.norm(structure.coords[geometry.bonds[own, 0]] - structure.coords[geometry.bonds[own, 1]], axis=1)
+    np.testing.assert_allclose(geometry.bond_targets[own], lengths, atol=1e-3)
+    np.testing.assert_allclose(geometry.bond_sigmas, 0.02)

@@ -190,9 +190,10 @@ def geometry_from_monomer_library(structure, library: str) -> Geometry:
     source.setup_entities()
     names = sorted({residue.name for chain in source[0] for residue in chain})
     try:
+        notes = []  # gemmi's warnings (e.g. links missing from the library), kept out of the way
         monomers = gemmi.read_monomer_lib(str(library), names, ignore_missing=True)
         topology = gemmi.prepare_topology(source, monomers, model_index=0, h_change=gemmi.HydrogenChange.NoChange,
-                                          reorder=False, ignore_unknown_links=True)
+                                          reorder=False, warnings=notes.append, ignore_unknown_links=True)
     except (RuntimeError, ValueError) as error:
         raise InputError(library, f"cannot build restraints from this monomer library ({error})") from None
     source.assign_serial_numbers()
