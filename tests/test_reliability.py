@@ -323,7 +323,6 @@ BAD_OPTIONS = [
     (["evaluate", "--pred", "{half1.mrc}"], ["--ref"]),
     (["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--model-resolution", "nan"], ["--model-resolution"]),
     (["train", "trainer.max_epochs=abc"], ["trainer.max_epochs"]),
-    (["train", "run_dir=@run", "task=cryores", "task.lr_schedule=linear"], ["lr_schedule"]),
     (["train", "trainer.accelerator=quantum"], ["trainer.accelerator"]),
     (["train", "trainer.limit_train_batches=many"], ["trainer.limit_train_batches"]),
 ]

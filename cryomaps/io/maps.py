@@ -79,6 +79,7 @@ def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
+    _check_identifier(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -92,8 +93,6 @@ def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
     except (ValueError, EOFError, OSError) as error:
         raise InputError(path, f"not a readable MRC/CCP4 map ({_first_line(error)})") from None
     problems = [_first_line(w.message) for w in caught if not _is_harmless(w.message)]
-    if bytes(header.map) != b"MAP ":
-        raise InputError(path, "not an MRC/CCP4 map (no 'MAP ' identifier in the header)")
     if raw is None:
         raise InputError(path, f"truncated or unreadable map data ({problems[0] if problems else 'no data'})")
     if problems:  # e.g. a file size that does not match the header's MODE and dimensions
@@ -101,6 +100,26 @@ def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
     if raw.ndim != 3:
         raise InputError(path, f"expected a 3-D volume, found {raw.ndim}-D data of shape {raw.shape}")
     return _map_from_header(path, header, raw, allow_nan)
+
+
+def _check_identifier(path: Path) -> None:
+    """Refuse a file without the 1024-byte header and its 'MAP ' identifier before mrcfile parses it
+    (mrcfile would first allocate the "extended header" that the random bytes of a foreign file announce)."""
+    import bz2
+    import gzip
+
+    with open(path, "rb") as stream:
+        magic = stream.read(3)
+    opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic == b"BZh" else open
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(1024)
+    except (OSError, EOFError) as error:
+        raise InputError(path, f"not a readable MRC/CCP4 map ({_first_line(error)})") from None
+    if len(header) < 1024:
+        raise InputError(path, f"not an MRC/CCP4 map (only {len(header)} bytes, shorter than the 1024-byte header)")
+    if header[208:212] != b"MAP ":
+        raise InputError(path, "not an MRC/CCP4 map (no 'MAP ' identifier in the header)")
 
 
 _HARMLESS_WARNINGS = ("machine stamp",)
