@@ -27,6 +27,9 @@ class InputError(CryomapsError):
         self.problem = problem
         super().__init__(problem if path is None else f"{self.path}: {problem}")
 
+    def __reduce__(self):  # pickled with its two arguments (errors cross process boundaries)
+        return type(self), (self.path, self.problem)
+
 
 class OutputError(CryomapsError):
     """A result cannot be written (e.g. it holds NaN values); the destination is left untouched.
@@ -40,3 +43,6 @@ class OutputError(CryomapsError):
         self.path = os.fspath(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.problem)

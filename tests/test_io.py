@@ -382,3 +382,37 @@ def test_maps_with_nan_or_infinite_values_are_never_written(tmp_path):
         with pytest.raises(OutputError, match="1 NaN or infinite"):
             write_map(old, DensityMap(data, 1.0, 0.0))
     assert old.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
+
+
+def test_structure_read_in_a_forked_child_equals_the_direct_read(structures_dir, tmp_path):
+    """The fork path only runs before torch is imported, so it is exercised in a fresh interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.pdb"
+    bad.write_text("ATOM      1  N   ALA A   1      11.104   6.134  -6.504   nan 20.00           N\nEND\n")
+    script = (
+        "import json, sys\n"
+        "from cryomaps.io.structures import start_reading_structure\n"
+        "from cryomaps.errors import InputError\n"
+        "reading = start_reading_structure(sys.argv[1], remove_waters=True)\n"
+        "assert 'torch' not in sys.modules\n"
+        "s = reading()\n"
+        "out = {'coords': s.coords.tolist(), 'elements': s.elements.tolist(), 'b': s.b_factors.tolist(),\n"
+        "       'names': s.atom_names.tolist(), 'chains': s.chain_ids.tolist()}\n"
+        "try:\n"
+        "    start_reading_structure(sys.argv[2])()\n"
+        "except InputError as error:\n"
+        "    out['error'] = [type(error).__name__, str(error), error.path]\n"
+        "print(json.dumps(out))\n"
+    )
+    model = structures_dir / "2va0A_99res.pdb.gz"
+    done = subprocess.run([sys.executable, "-c", script, str(model), str(bad)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    forked = json.loads(done.stdout)
+    direct = read_structure(model, remove_waters=True)
+    np.testing.assert_array_equal(np.array(forked["coords"]), direct.coords)
+    assert forked["elements"] == direct.elements.tolist() and forked["b"] == direct.b_factors.tolist()
+    assert forked["names"] == direct.atom_names.tolist() and forked["chains"] == direct.chain_ids.tolist()
+    assert forked["error"][0] == "InputError" and "occupancy" in forked["error"][1] and forked["error"][2] == str(bad)

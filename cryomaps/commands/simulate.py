@@ -88,16 +88,19 @@ def density_config(args):
 
 
 def run(args) -> int:
-    import torch
-
-    from cryomaps.io import DensityMap, read_structure, write_map
-    from cryomaps.render import render_structure
+    from cryomaps.io.structures import start_reading_structure
 
     options.check_distinct_paths({"MODEL": args.model_file, "--like": args.like}, {"-o": args.output})
-    config = density_config(args)
-    structure = read_structure(
+    reading = start_reading_structure(  # parsed in a child process while torch is imported here
         args.model_file, remove_hydrogens=args.remove_hydrogens, remove_waters=args.remove_waters
     )
+    import torch
+
+    from cryomaps.io import DensityMap, write_map
+    from cryomaps.render import render_structure
+
+    config = density_config(args)
+    structure = reading()
     grid = output_grid(args, structure.coords)
     if args.like is not None:
         options.check_model_in_grid(structure, grid, f"the --like map {args.like}")
