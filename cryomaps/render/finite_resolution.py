@@ -13,7 +13,7 @@ atoms' images, i.e. the Peng map whose Fourier transform is zero beyond ``1/d``.
 It is computed exactly that way, by one FFT pair on a padded box (:func:`render_finite_resolution`):
 
 1. Band-limited form factors. On ``0 <= s <= 1/d`` each element's form factor is refitted with
-   :data:`BAND_TERMS` Gaussians, ``f(s) ≈ sum_j alpha_j exp(-beta_j s² / 4)`` (least squares
+   two (or three) Gaussians, ``f(s) ≈ sum_j alpha_j exp(-beta_j s² / 4)`` (least squares
    weighted by ``s²``, the 3-D measure, with ``sum_j alpha_j = sum_i a_i`` so every atom keeps its
    integral; cached per element and resolution). Only the band matters, so two terms fit to
    ~1e-4 relative L2 at d = 3.2 Å (measured 1.0-2.7e-4 for C, N, O, S, Fe; 3e-4-2.5e-3 at 2 Å,
@@ -73,14 +73,12 @@ from cryomaps.render.form_factors import EIGHT_PI_SQUARED, peng_coefficients
 from cryomaps.render.ops import gaussian_sum
 from cryomaps.render.profiles import SAMPLING_MODES
 
-BAND_TERMS = 2
-"""Gaussians per element in the band-limited refit of the form factor."""
-
 BAND_FIT_TOLERANCE = 1e-3
 """Largest relative (s²-weighted L2) error of the refit; beyond it Peng's 5 terms are used."""
 
-BAND_FIT_EXPONENTS = np.arange(0.0, 160.0, 2.0)
-"""Candidate ``beta`` values (Å²) of the refit (all pairs are tried; ``alpha`` by least squares)."""
+BAND_FIT_CANDIDATES = ((2, np.arange(0.0, 160.0, 2.0)), (3, np.arange(0.0, 160.0, 5.0)))
+"""Refits tried in turn: number of Gaussians and candidate ``beta`` values (Å²); every combination
+is tried, with ``alpha`` by least squares."""
 
 ALIASING_TOLERANCE = 1e-2
 """Relative size, at the band edge, of the spectrum folded into the band by point sampling."""
@@ -168,42 +166,48 @@ class BandFit:
 
 @functools.lru_cache(maxsize=512)
 def fit_band_limited(atomic_number: int, resolution: float) -> BandFit:
-    """The :data:`BAND_TERMS`-Gaussian refit of an element's form factor on ``[0, 1/d]`` (cached),
-    or Peng's own terms when the refit misses :data:`BAND_FIT_TOLERANCE`.
+    """The refit of an element's form factor on ``[0, 1/d]`` with the fewest Gaussians of
+    :data:`BAND_FIT_CANDIDATES` that meets :data:`BAND_FIT_TOLERANCE` (cached), or Peng's own
+    terms when none does.
 
-    The fit tries every pair of :data:`BAND_FIT_EXPONENTS` and solves for the weights by least
-    squares with ``sum(weights) = sum(a)`` (KKT system), all pairs at once.
+    Each candidate tries every combination of its exponents and solves for the weights by least
+    squares with ``sum(weights) = sum(a)`` (a KKT system per combination, all at once).
     """
     a, b = (t[0].numpy() for t in peng_coefficients(torch.tensor([atomic_number])))
     s, ds = band_nodes(resolution)
     root_weight = s * np.sqrt(ds)  # sqrt of the s² ds measure
     target = (a * np.exp(-b * s[:, None] ** 2 / 4.0)).sum(axis=1) * root_weight
-    exponents = np.array(list(itertools.combinations(BAND_FIT_EXPONENTS, BAND_TERMS)))  # (P, J)
-    basis = np.exp(-exponents[:, None, :] * s[None, :, None] ** 2 / 4.0) * root_weight[None, :, None]  # (P, Q, J)
-    system = np.zeros((len(exponents), BAND_TERMS + 1, BAND_TERMS + 1))
-    system[:, :BAND_TERMS, :BAND_TERMS] = np.einsum("pqj,pqk->pjk", basis, basis)
-    system[:, :BAND_TERMS, BAND_TERMS] = system[:, BAND_TERMS, :BAND_TERMS] = 1.0
-    right_hand_side = np.concatenate(
-        [np.einsum("pqj,q->pj", basis, target), np.full((len(exponents), 1), a.sum())], axis=1
-    )
+    for n_terms, candidates in BAND_FIT_CANDIDATES:
+        exponents = np.array(list(itertools.combinations(candidates, n_terms)))  # (P, J)
+        basis = np.exp(-exponents[:, None, :] * s[None, :, None] ** 2 / 4.0) * root_weight[None, :, None]  # (P, Q, J)
+        weights, residuals = _constrained_least_squares(basis, target, total=float(a.sum()))
+        best = int(np.argmin(residuals))
+        relative_error = float(residuals[best] / np.linalg.norm(target))
+        if relative_error <= BAND_FIT_TOLERANCE:
+            return BandFit(tuple(weights[best].tolist()), tuple(exponents[best].tolist()), relative_error)
+    return BandFit(tuple(a.tolist()), tuple(b.tolist()), 0.0)
+
+
+def _constrained_least_squares(basis: np.ndarray, target: np.ndarray, total: float):
+    """For each of P bases (P, Q, J): the weights (P, J) minimising ``|basis @ w - target|`` with
+    ``sum(w) = total``, and the residual norms (P,) (infinite where the system is singular)."""
+    n_combinations, _, n_terms = basis.shape
+    system = np.zeros((n_combinations, n_terms + 1, n_terms + 1))
+    system[:, :n_terms, :n_terms] = np.einsum("pqj,pqk->pjk", basis, basis)
+    system[:, :n_terms, n_terms] = system[:, n_terms, :n_terms] = 1.0
+    projections = np.einsum("pqj,q->pj", basis, target)
+    right_hand_side = np.concatenate([projections, np.full((n_combinations, 1), total)], axis=1)
     well_posed = np.abs(np.linalg.det(system)) > 1e-300
-    weights = np.zeros((len(exponents), BAND_TERMS))
-    weights[well_posed] = np.linalg.solve(system[well_posed], right_hand_side[well_posed, :, None])[:, :BAND_TERMS, 0]
+    weights = np.zeros((n_combinations, n_terms))
+    weights[well_posed] = np.linalg.solve(system[well_posed], right_hand_side[well_posed, :, None])[:, :n_terms, 0]
     residuals = np.linalg.norm(np.einsum("pqj,pj->pq", basis, weights) - target, axis=1)
     residuals[~well_posed] = np.inf
-    best = int(np.argmin(residuals))
-    relative_error = float(residuals[best] / np.linalg.norm(target))
-    if relative_error > BAND_FIT_TOLERANCE:
-        return BandFit(tuple(a.tolist()), tuple(b.tolist()), 0.0)
-    return BandFit(tuple(weights[best].tolist()), tuple(exponents[best].tolist()), relative_error)
+    return weights, residuals
 
 
 def band_limited_terms(atomic_numbers: torch.Tensor, resolution: float, dtype, device):
-    """Per-atom term weights and B-parameters (N, J) of the band-limited form factors at B = 0.
-
-    Elements whose fit fell back to Peng's terms get those; all others are zero-padded to the same
-    width (a zero weight renders nothing).
-    """
+    """The Gaussian terms of the atoms' band-limited form factors at B = 0, flattened over atoms:
+    weights (T,), B-parameters (T,) Å² and the atom (T,) of each term (elements have 2, 3 or 5)."""
     elements, element_index = torch.unique(atomic_numbers, return_inverse=True)
     fits = [fit_band_limited(int(z), float(resolution)) for z in elements.tolist()]
     width = max(len(fit.weights) for fit in fits)
@@ -212,11 +216,13 @@ def band_limited_terms(atomic_numbers: torch.Tensor, resolution: float, dtype, d
     for row, fit in enumerate(fits):
         weights[row, : len(fit.weights)] = fit.weights
         exponents[row, : len(fit.weights)] = fit.exponents
-        exponents[row, len(fit.weights) :] = max(fit.exponents)
     index = element_index.to(device)
+    present = torch.as_tensor(weights != 0.0, device=device)[index]  # (N, width): padding is left out
+    term_atom = torch.arange(len(index), device=device)[:, None].expand_as(present)[present]
     return (
-        torch.as_tensor(weights, dtype=dtype, device=device)[index],
-        torch.as_tensor(exponents, dtype=dtype, device=device)[index],
+        torch.as_tensor(weights, dtype=dtype, device=device)[index][present],
+        torch.as_tensor(exponents, dtype=dtype, device=device)[index][present],
+        term_atom,
     )
 
 
@@ -301,7 +307,9 @@ def _band_filter(geometry, resolution: float, b_extra: float, sampling: str, dty
 
 def box_frequencies(shape, spacing, device=None) -> list[torch.Tensor]:
     """float64 frequencies (Å⁻¹) of a box's ``rfftn`` along x, y (full) and z (half)."""
-    frequencies = [torch.fft.fftfreq(n, float(h), dtype=torch.float64, device=device) for n, h in zip(shape[:2], spacing[:2])]
+    frequencies = [
+        torch.fft.fftfreq(n, float(h), dtype=torch.float64, device=device) for n, h in zip(shape[:2], spacing[:2])
+    ]
     frequencies.append(torch.fft.rfftfreq(shape[2], float(spacing[2]), dtype=torch.float64, device=device))
     return frequencies
 
@@ -358,19 +366,22 @@ def render_finite_resolution(
     centres, numbers = coords[keep], atomic_numbers[keep]
     if centres.shape[0] == 0:  # nothing within reach: zeros, still attached to the inputs' graph
         return coords.new_zeros((n_batch, *grid.shape)) + 0.0 * coords.sum()
-    term_weights, term_b = band_limited_terms(numbers, resolution, dtype, device)
-    weights = occupancies.to(dtype)[keep][:, None] * term_weights
-    b_params = term_b + b_factors.to(dtype)[keep][:, None]
-    box, b_extra, windows = _box_and_blur(centres.detach(), b_params.detach(), batch_index, n_batch, grid, resolution)
-    n_terms = weights.shape[1]
-    variances = (b_params + b_extra[batch_index, None]) / EIGHT_PI_SQUARED
+    term_weights, term_b, term_atom = band_limited_terms(numbers, resolution, dtype, device)
+    weights = occupancies.to(dtype)[keep][term_atom] * term_weights
+    b_params = term_b + b_factors.to(dtype)[keep][term_atom]
+    term_batch = batch_index[term_atom]
+    term_centres = centres[term_atom]
+    box, b_extra, windows = _box_and_blur(
+        term_centres.detach(), b_params.detach(), term_batch, n_batch, grid, resolution
+    )
+    variances = (b_params + b_extra[term_batch]) / EIGHT_PI_SQUARED
     box_maps = gaussian_sum(
-        centres.repeat_interleave(n_terms, dim=0),
-        (weights / WINDOW_MASS).reshape(-1, 1),
-        variances.reshape(-1, 1),
-        windows.reshape(-1),
+        term_centres,
+        (weights / WINDOW_MASS)[:, None],
+        variances[:, None],
+        windows,
         box.grid,
-        batch_index=batch_index.repeat_interleave(n_terms),
+        batch_index=term_batch,
         n_batch=n_batch,
         backend=backend,
     )
@@ -411,14 +422,14 @@ def _atoms_within_reach(coords: torch.Tensor, grid: Grid, resolution: float) -> 
 
 
 def _box_and_blur(centres, b_params, batch_index, n_batch: int, grid: Grid, resolution: float):
-    """The Fourier box, ``B_extra`` (n_batch,) Å² of each structure, and the per-term window
-    half-widths (N, J) Å."""
+    """The Fourier box, ``B_extra`` (n_batch,) Å² of each structure, and the window half-width (T,)
+    Å of each term, from the terms' centres (T, 3), B-parameters (T,) and structures (T,)."""
     atom_low, atom_high = centres.amin(dim=0).cpu().numpy(), centres.amax(dim=0).cpu().numpy()
     # the box's spacing, hence b_alias, does not depend on the windows: find it first
     b_alias = fourier_box(grid, atom_low, atom_high, resolution, 0.0).b_alias
     lowest = torch.full((n_batch,), b_alias, dtype=b_params.dtype, device=b_params.device)
-    lowest = lowest.scatter_reduce(0, batch_index, b_params.amin(dim=1), reduce="amin")
+    lowest = lowest.scatter_reduce(0, batch_index, b_params, reduce="amin")
     b_extra = B_EXTRA_STEP * torch.ceil((b_alias - lowest) / B_EXTRA_STEP)
-    windows = WINDOW_SIGMAS * torch.sqrt((b_params + b_extra[batch_index, None]) / EIGHT_PI_SQUARED)
+    windows = WINDOW_SIGMAS * torch.sqrt((b_params + b_extra[batch_index]) / EIGHT_PI_SQUARED)
     box = fourier_box(grid, atom_low, atom_high, resolution, float(windows.max()))
     return box, b_extra, windows

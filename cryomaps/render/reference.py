@@ -84,7 +84,8 @@ def continuum_finite_resolution_values(
     Gauss-Legendre quadrature with enough nodes for the largest point-atom distance.
     """
     points, coords = np.asarray(points, dtype=np.float64), np.asarray(coords, dtype=np.float64)
-    span = np.linalg.norm(np.maximum(points.max(axis=0), coords.max(axis=0)) - np.minimum(points.min(axis=0), coords.min(axis=0)))
+    both = np.concatenate([points, coords])
+    span = np.linalg.norm(both.max(axis=0) - both.min(axis=0))  # the largest point-atom distance, at most
     s, ds = band_nodes(resolution, int(4 * span / resolution) + 64)
     s_t, ds_t = torch.as_tensor(s), torch.as_tensor(ds)
     weights, b_params, atom = _peng_terms(atomic_numbers, b_factors, occupancies)
