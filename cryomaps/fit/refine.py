@@ -126,27 +126,29 @@ class _Target:
         self.map = torch.as_tensor(density_map.data[slices], dtype=torch.float64)
         self.numbers = torch.as_tensor(structure.atomic_numbers)
         self.scale = 1.0
-        self.mask = None
 
     def set_mask(self, coords: np.ndarray) -> None:
-        self.mask = torch.as_tensor(atom_mask(coords, self.grid, self.options.mask_radius_A))
-        if int(self.mask.sum()) < 10:
+        mask = torch.as_tensor(atom_mask(coords, self.grid, self.options.mask_radius_A)).reshape(-1)
+        if int(mask.sum()) < 10:
             raise InputError(None, "fewer than 10 map voxels lie near the model: is it inside the map?")
+        self.indices = torch.nonzero(mask).squeeze(1)
+        self.map_values = self.map.reshape(-1)[self.indices]
         voxel = float(np.prod(self.grid.voxel_size)) ** (1 / 3)
-        self.n_effective = float(self.mask.sum()) * min(1.0, (2 * voxel / self.options.resolution) ** 3)
+        self.n_effective = float(len(self.indices)) * min(1.0, (2 * voxel / self.options.resolution) ** 3)
 
     def model_values(self, coords, b_factors, occupancies) -> torch.Tensor:
+        """Model map values (M,) at the mask's voxels (float64)."""
         density = model_map(coords.float(), self.numbers, b_factors.float(), occupancies.float(), self.grid, self.config)
-        return density[self.mask].double()
+        return density.reshape(-1)[self.indices].double()
 
     def data_term(self, coords, b_factors, occupancies) -> torch.Tensor:
         """½ N_eff T / T_0 (see the module docstring)."""
-        target, _, _ = scaled_residual(self.model_values(coords, b_factors, occupancies), self.map[self.mask])
+        target, _, _ = scaled_residual(self.model_values(coords, b_factors, occupancies), self.map_values)
         return 0.5 * self.n_effective * target / self.scale
 
     def correlation(self, coords, b_factors, occupancies) -> float:
         with torch.no_grad():
-            return float(pearson(self.model_values(coords, b_factors, occupancies), self.map[self.mask]))
+            return float(pearson(self.model_values(coords, b_factors, occupancies), self.map_values))
 
 
 def masked_correlation(structure, density_map, options: RefineOptions) -> float:
