@@ -212,7 +212,8 @@ def continuum_accuracy(values: np.ndarray, continuum: np.ndarray, flat_index: np
 
 
 def print_table(timings: dict, figures: dict) -> None:
-    print(f"\nfinite-resolution map + gradients, 5NI1 (4,579 atoms), 100³ grid at 1.05 Å, d = {RESOLUTION} Å, one thread")
+    print(f"\nfinite-resolution map + gradients, 5NI1 (4,579 atoms), 100³ grid at 1.05 Å, d = {RESOLUTION} Å, "
+          "one thread")
     print(f"{'case':<26}{'median (s)':>12}{'min (s)':>10}")
     for case, values in timings.items():
         print(f"{case:<26}{statistics.median(values):>12.3f}{min(values):>10.3f}")
@@ -223,8 +224,9 @@ def print_table(timings: dict, figures: dict) -> None:
             print(f"cctbx / cryomaps {dtype} fwd+bwd: {statistics.median(cctbx) / ours:.1f}x")
     print(f"\n{'map':<18}{'corr (mask)':>12}{'total':>10}{'L2':>9}{'L2 mask':>9}{'L2 cont.':>10}{'corr cont.':>12}")
     for name, row in figures.items():
-        print(f"{name:<18}{row['correlation_in_mask']:>12.6f}{row['relative_total']:>+10.2e}{row['relative_l2']:>9.4f}"
-              f"{row['relative_l2_in_mask']:>9.4f}{row['relative_l2_at_points']:>10.4f}{row['correlation_at_points']:>12.6f}")
+        print(f"{name:<18}{row['correlation_in_mask']:>12.6f}{row['relative_total']:>+10.2e}"
+              f"{row['relative_l2']:>9.4f}{row['relative_l2_in_mask']:>9.4f}"
+              f"{row['relative_l2_at_points']:>10.4f}{row['correlation_at_points']:>12.6f}")
 
 
 def main(argv=None) -> int:
@@ -265,8 +267,12 @@ def main(argv=None) -> int:
                                                    structure.atomic_numbers, structure.b_factors,
                                                    structure.occupancies, RESOLUTION)
 
-    runners = {f"cryomaps {dtype} {kind}": cryomaps_runner(tensors, experimental.data, grid, getattr(torch, dtype), kind == "fwd+bwd")
-               for dtype in ("float32", "float64") for kind in ("forward", "fwd+bwd")}
+    runners = {
+        f"cryomaps {dtype} {kind}": cryomaps_runner(
+            tensors, experimental.data, grid, getattr(torch, dtype), backward=kind == "fwd+bwd"
+        )
+        for dtype in ("float32", "float64") for kind in ("forward", "fwd+bwd")
+    }
     cctbx = None
     if skip_cctbx:
         print(f"skipping CCTBX: {skip_cctbx}")
@@ -314,7 +320,10 @@ def main(argv=None) -> int:
                      "threads": 1, "reference_margin": args.margin, "continuum_points": args.points,
                      "mask_radius": MASK_RADIUS, "exact_reference_seconds": exact_seconds,
                      "cctbx": cctbx_info or {"skipped": skip_cctbx}},
-        "timings_seconds": {name: {"median": statistics.median(v), "min": min(v), "all": v} for name, v in timings.items()},
+        "timings_seconds": {
+            name: {"median": statistics.median(values), "min": min(values), "all": values}
+            for name, values in timings.items()
+        },
         "accuracy": figures,
     }
     output = write_json_atomically(args.json, report)

@@ -83,7 +83,8 @@ def test_references_agree_with_each_other_and_with_peng_without_cut():
     width = b + 60.0  # B = 60: the Peng map has no power beyond the grid's Nyquist frequency
     peng = (a * (4 * np.pi / width) ** 1.5 * np.exp(-4 * np.pi**2 * distance[:, None] ** 2 / width)).sum(axis=1)
     blurred_atom = (atom[0], atom[1], [60.0], atom[3])
-    no_cut = exact_finite_resolution_map(*blurred_atom, grid, 0.5, margin=6.0).numpy().reshape(-1)  # cut beyond the cube
+    no_cut = exact_finite_resolution_map(*blurred_atom, grid, 0.5, margin=6.0)  # 1/d beyond the grid's cube
+    no_cut = no_cut.numpy().reshape(-1)
     assert _relative_l2(no_cut, peng) < 1e-5
 
 
@@ -91,7 +92,7 @@ def test_single_atom_shows_the_ripples_of_the_continuous_image():
     resolution = 3.0
     grid = Grid((61, 61, 61), 0.5, (-15.0, -15.0, -15.0))  # the periodic images' ripples add 1 % at 15 Å
     position = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64)
-    atoms = (position, torch.tensor([OXYGEN]), torch.tensor([15.0], dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+    atoms = (position, torch.tensor([OXYGEN]), torch.full((1,), 15.0, dtype=torch.float64), torch.ones(1, dtype=torch.float64))
     rendered = _finite(atoms, grid, resolution).numpy()
     a, b = _peng(OXYGEN)
     profile = fr.truncated_atom_profile(grid.axis_coordinates(0), a, b, resolution, b_factor=15.0)
