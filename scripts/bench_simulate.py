@@ -9,7 +9,8 @@ Both are whole processes, timed from start to exit (Python start-up and imports 
 
 The runs are interleaved (cryomaps, gemmi, gemmi, cryomaps, ...) after one warm-up run each, so
 that load on a shared machine affects both alike; the table shows medians. Memory is each
-process's peak resident set size (``ru_maxrss`` from ``os.wait4``). After timing, the two maps are
+process's peak resident set size (``ru_maxrss`` from ``os.wait4``; for cryomaps the larger of the
+command and the child that parses the structure), and CPU is user + system time. After timing, the two maps are
 read back and compared (same grid; correlation and relative L2 difference), so the comparison is
 between programs that computed the same thing.
 
@@ -88,8 +89,8 @@ def commands(structure: Path, folder: Path) -> dict[str, list[str]]:
     return {"cryomaps simulate": cryomaps, "gemmi script": gemmi}
 
 
-def timed_run(command: list[str]) -> tuple[float, float]:
-    """Run ``command``; returns (wall seconds, peak resident MiB). Exits on failure."""
+def timed_run(command: list[str]) -> tuple[float, float, float]:
+    """Run ``command``; returns (wall seconds, peak resident MiB, CPU seconds user + system). Exits on failure."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -99,7 +100,7 @@ def timed_run(command: list[str]) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         sys.exit(f"{' '.join(command[:4])} ... failed ({process.returncode}): {stderr.strip()[-500:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def agreement(folder: Path) -> dict:
@@ -145,9 +146,10 @@ def main(argv=None) -> int:
         compared = agreement(folder)
     results = {
         name: {
-            "times_s": [seconds for seconds, _ in runs],
-            "median_s": statistics.median(seconds for seconds, _ in runs),
-            "peak_memory_mib": max(memory for _, memory in runs),
+            "times_s": [seconds for seconds, _, _ in runs],
+            "median_s": statistics.median(seconds for seconds, _, _ in runs),
+            "median_cpu_s": statistics.median(cpu for _, _, cpu in runs),
+            "peak_memory_mib": max(memory for _, memory, _ in runs),
         }
         for name, runs in samples.items()
     }
@@ -170,13 +172,15 @@ def main(argv=None) -> int:
 
 def print_table(structure: Path, results: dict, speedup: float, compared: dict) -> None:
     print(f"{structure.name}: peng, {VOXEL_SIZE:g} Å voxels, box = bounding box + {PADDING:g} Å")
-    print(f"| program | median (s) | runs (s) | peak memory (MiB) |")
-    print("|---|---|---|---|")
+    print("| program | median wall (s) | runs (s) | median CPU (s) | peak memory (MiB) |")
+    print("|---|---|---|---|---|")
     for name, result in results.items():
         runs = ", ".join(f"{seconds:.2f}" for seconds in result["times_s"])
         flag = "" if result["peak_memory_mib"] <= MEMORY_LIMIT_MIB else f" (over {MEMORY_LIMIT_MIB})"
-        print(f"| {name} | {result['median_s']:.2f} | {runs} | {result['peak_memory_mib']:.0f}{flag} |")
-    print(f"cryomaps simulate is {speedup:.2f}x as fast as the gemmi script")
+        print(f"| {name} | {result['median_s']:.2f} | {runs} | {result['median_cpu_s']:.2f} | "
+              f"{result['peak_memory_mib']:.0f}{flag} |")
+    print(f"cryomaps simulate is {speedup:.2f}x as fast as the gemmi script (wall time; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     if compared.get("same_grid"):
         print(f"maps: grid {tuple(compared['shape'])}, correlation {compared['correlation']:.8f}, "
               f"relative L2 {compared['relative_l2']:.2e}")
