@@ -90,9 +90,10 @@ def test_references_agree_with_each_other_and_with_peng_without_cut():
 
 def test_single_atom_shows_the_ripples_of_the_continuous_image():
     resolution = 3.0
-    grid = Grid((61, 61, 61), 0.5, (-15.0, -15.0, -15.0))  # the periodic images' ripples add 1 % at 15 Å
+    grid = Grid((61, 61, 61), 0.5, (-15.0, -15.0, -15.0))  # on a 15 Å grid the box images add 1 % near the atom
     position = torch.tensor([[0.0, 0.0, 0.0]], dtype=torch.float64)
-    atoms = (position, torch.tensor([OXYGEN]), torch.full((1,), 15.0, dtype=torch.float64), torch.ones(1, dtype=torch.float64))
+    b_factor, occupancy = torch.full((1,), 15.0, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    atoms = (position, torch.tensor([OXYGEN]), b_factor, occupancy)
     rendered = _finite(atoms, grid, resolution).numpy()
     a, b = _peng(OXYGEN)
     profile = fr.truncated_atom_profile(grid.axis_coordinates(0), a, b, resolution, b_factor=15.0)
