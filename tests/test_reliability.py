@@ -498,3 +498,10 @@ def test_sigterm_during_a_large_write_keeps_the_old_file(tmp_path, kill_model):
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
 def test_signals_at_several_moments_of_a_large_write(tmp_path, kill_model, sig, delay):
     _check_interrupted_write(tmp_path, kill_model, sig, delay)
+
+
+@pytest.mark.slow
+def test_a_failed_training_start_leaves_no_run_folder(bad, capsys):
+    """The task is built after the run folder is written: the folder (and its new parents) must go."""
+    assert_refused(bad, capsys, ["train", "run_dir={folder}/runs/new", "task=cryores", "task.lr_schedule=linear"],
+                   "lr_schedule")

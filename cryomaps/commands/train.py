@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 HELP = "train a network (Hydra overrides, e.g. task=struc2map model=s2m_small trainer.max_epochs=3)"
 
 
@@ -15,7 +17,10 @@ def run(args) -> int:
 
 
 def compose_and_run(config_name: str, args) -> int:
-    """Compose ``config_name`` with the overrides; print it (``--cfg``) or run it."""
+    """Compose ``config_name`` with the overrides; print it (``--cfg``) or run it.
+
+    A start that fails with a :class:`cryomaps.errors.CryomapsError` leaves no new run folder behind.
+    """
     import os
 
     from omegaconf import OmegaConf
@@ -36,10 +41,38 @@ def compose_and_run(config_name: str, args) -> int:
     from cryomaps.tasks.training import run_finetuning, run_training
 
     quiet_seed_message()
-    run_dir = run_finetuning(config) if config_name == "finetune" else run_training(config)
+    from cryomaps.errors import CryomapsError
+
+    new_folders = missing_folders(Path(str(config.run_dir)))
+    try:
+        run_dir = run_finetuning(config) if config_name == "finetune" else run_training(config)
+    except CryomapsError:
+        remove_unused_run_folders(new_folders)
+        raise
     if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
         print(f"run folder: {run_dir}")
     return 0
+
+
+def missing_folders(run_dir: Path) -> list[Path]:
+    """``run_dir`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not run_dir.exists():
+        missing.append(run_dir)
+        run_dir = run_dir.parent
+    return missing
+
+
+def remove_unused_run_folders(new_folders: list[Path]) -> None:
+    """After a failed start, remove the run folders it created if they hold nothing but ``config.yaml``."""
+    if not new_folders or not new_folders[0].is_dir():
+        return
+    if {entry.name for entry in new_folders[0].iterdir()} - {"config.yaml"}:
+        return  # something was trained or logged: keep it
+    (new_folders[0] / "config.yaml").unlink(missing_ok=True)
+    for folder in new_folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def quiet_seed_message() -> None:
