@@ -505,3 +505,18 @@ def test_a_failed_training_start_leaves_no_run_folder(bad, capsys):
     """The task is built after the run folder is written: the folder (and its new parents) must go."""
     assert_refused(bad, capsys, ["train", "run_dir={folder}/runs/new", "task=cryores", "task.lr_schedule=linear"],
                    "lr_schedule")
+
+
+@pytest.mark.parametrize("argv", [
+    ["info", "{nan_x.pdb}"],
+    ["simulate", "{model.pdb}", "-o", "@o.mrc", "--voxel-size", "inf"],
+    ["locres", "{zeros.mrc}", "-o", "@o.mrc", "--device", "cpu"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_bad_input_end_to_end_in_a_real_process(bad, argv):
+    """What a user sees from a real process: status 2, one line on stderr, no traceback."""
+    before = _snapshot(bad["folder"])
+    done = subprocess.run([sys.executable, "-m", "cryomaps.cli", *_expand(argv, bad)], capture_output=True,
+                          text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and TRACEBACK not in done.stderr, done.stderr
+    assert _snapshot(bad["folder"]) == before

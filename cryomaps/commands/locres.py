@@ -90,13 +90,16 @@ def run(args) -> int:
 def run_single_map(args) -> int:
     """Single-map mode: the CryoRes network's local-resolution map and mask, on the input grid."""
     from cryomaps.errors import InputError
-    from cryomaps.inference.locres_network import predict_local_resolution
-    from cryomaps.io.weights import bundled_weights_path
     from cryomaps.io import read_map, write_map
-    from cryomaps.io.weights import load_network
 
     if args.mask is not None:
         raise InputError(args.mask, "--mask is for the half-map mode; the single-map mode predicts its own mask")
+    density = read_map(args.map)  # checked before torch and the network are loaded
+    options.check_map_informative(density, args.map, minimum_edge=MINIMUM_EDGE)
+
+    from cryomaps.inference.locres_network import predict_local_resolution
+    from cryomaps.io.weights import bundled_weights_path, load_network
+
     weights = args.ckpt or bundled_weights_path("cryores")
     if args.ckpt is None and not weights.is_file():
         raise InputError(weights, "the bundled trained network is missing; give a CryoRes weights file with --ckpt")
@@ -104,8 +107,6 @@ def run_single_map(args) -> int:
     tile_size = int(loaded.metadata.get("tile_size", 0))
     if args.overlap is not None and not args.overlap < tile_size:
         raise InputError(None, f"--overlap must be smaller than the network's tile size {tile_size}, got {args.overlap}")
-    density = read_map(args.map)
-    options.check_map_informative(density, args.map, minimum_edge=MINIMUM_EDGE)
     result = predict_local_resolution(
         density, loaded.network, loaded.metadata, overlap=args.overlap, flip_average=args.flip_average,
         batch_size=args.batch_size, device=args.device,
