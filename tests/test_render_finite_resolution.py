@@ -141,6 +141,22 @@ def test_coarse_grid_is_rendered_on_a_finer_box():
     assert _relative_l2(rendered, reference) < 4e-2  # measured 2.2 %, mostly the box's periodic images
 
 
+def test_box_depends_on_atoms_only_in_whole_resolutions_outside_the_grid():
+    """A refinement must see one box (one discretised cut) while atoms move a little."""
+    grid = Grid((30, 28, 26), 1.0, (0.0, 0.0, 0.0))
+
+    def box(atom_low, atom_high):
+        box = fr.fourier_box(grid, np.asarray(atom_low, dtype=float), np.asarray(atom_high, dtype=float), 3.0, 5.0)
+        return box.grid.shape, tuple(box.grid.origin), box.first, box.steps
+
+    inside = box([2.0, 2.0, 2.0], [20.0, 20.0, 20.0])
+    assert box([5.0, 1.0, 3.0], [24.0, 27.0, 25.0]) == inside
+    just_out = box([-0.4, 2.0, 2.0], [20.0, 20.0, 20.0])
+    assert box([-2.9, 2.0, 2.0], [20.0, 20.0, 20.0]) == just_out
+    assert just_out[1][0] <= inside[1][0] - 3.0 and just_out[2][1:] == inside[2][1:]
+    assert inside[1] == (-9.0, -9.0, -9.0) and inside[2] == (9, 9, 9)  # margin 3 d, at least a window
+
+
 def test_batches_float32_and_atoms_far_outside():
     resolution = 3.0
     grid = Grid((20, 18, 16), 1.0, (0.0, 0.0, 0.0))

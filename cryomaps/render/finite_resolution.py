@@ -38,10 +38,12 @@ The box holds the grid, the atoms within :data:`REACH_RESOLUTIONS` ``d`` of it (
 left out: their ripples there are below ~0.5 % of their peak) and a margin of at least
 :data:`WRAP_MARGIN_RESOLUTIONS` ``d`` and one window radius (rounded up to whole ``d``), so that no
 window is clipped and the periodic images of the box's density are at least ``2 * margin`` away
-from any grid voxel. Its sides are rounded up to FFT-friendly sizes (2, 3, 5-smooth). On a periodic
-box the sharp cut gives exactly the periodic sum of the continuous map, so what remains is the
-ripples of those images. The box, hence this small error, changes only when atoms outside the grid
-or the widest window move it (whole ``d`` steps), not while atoms move inside the grid.
+from any grid voxel; atoms outside the grid widen it in whole ``d``. Its sides are rounded up to
+FFT-friendly sizes (2, 3, 5-smooth). On a periodic box the sharp cut gives exactly the periodic sum
+of the continuous map, so what remains is the ripples of those images (0.7 % relative L2 inside
+the mask of the benchmark case below). The box, hence this small error, changes only in those
+whole-``d`` steps of atoms outside the grid or of the widest window, not while atoms move inside
+the grid: a refinement sees a smooth target.
 
 Everything is differentiable (the op's backward for coordinates, weights and variances,
 :class:`BandFilter` for the filtering): gradients with respect to coordinates, B-factors and
@@ -275,8 +277,9 @@ def fourier_box(grid: Grid, atom_low, atom_high, resolution: float, window: floa
     spacing = grid.voxel_size / steps
     margin = resolution * max(WRAP_MARGIN_RESOLUTIONS, math.ceil(window / resolution))
     grid_high = grid.origin + (np.asarray(grid.shape) - 1) * grid.voxel_size
-    low = np.minimum(grid.origin, atom_low) - margin
-    high = np.maximum(grid_high, atom_high) + margin
+    # atoms outside the grid widen the box in whole resolutions, so that it changes seldom
+    low = grid.origin - margin - resolution * np.ceil(np.maximum(grid.origin - atom_low, 0.0) / resolution)
+    high = grid_high + margin + resolution * np.ceil(np.maximum(atom_high - grid_high, 0.0) / resolution)
     first = np.ceil((grid.origin - low) / spacing).astype(int)
     last = np.ceil((high - grid.origin) / spacing).astype(int)
     shape = tuple(fft_size(int(n)) for n in first + last + 1)
