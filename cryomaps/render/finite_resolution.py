@@ -27,8 +27,10 @@ It is computed exactly that way, by one FFT pair on a padded box (:func:`render_
    ``B_extra`` may be negative (atoms with large B are sharpened, which shrinks their windows).
    The box's spacing is the grid's, or ``h / q`` (integer ``q``) when ``h > d / MIN_OVERSAMPLING``,
    and the grid's voxels are every ``q``-th box voxel. Each term is evaluated within
-   :data:`WINDOW_SIGMAS` standard deviations (a cube) and its weight divided by the Gaussian's
-   mass inside that cube (:data:`WINDOW_MASS`), so totals stay exact.
+   :data:`WINDOW_SIGMAS` standard deviations of the atom's widest term (one cube per atom, which
+   is 15 % faster than a cube per term: fewer, larger scatters and gathers), and each term's
+   weight is divided by its Gaussian's mass inside that cube (:func:`window_mass`), so that totals
+   stay exact.
 3. ``rfftn``, multiply by ``exp(+B_extra s² / 4)`` inside ``|s| <= 1/d`` and 0 outside (and, for
    ``sampling="average"``, by ``prod_axes sinc(h_axis s_axis)``: the exact mean over each voxel),
    ``irfftn``, crop to the grid. The filter is real and even, so the operator is symmetric and its
@@ -91,9 +93,6 @@ B_EXTRA_STEP = 4.0
 WINDOW_SIGMAS = 3.5
 """Each Gaussian term is evaluated within this many standard deviations (per axis, a cube)."""
 
-WINDOW_MASS = math.erf(WINDOW_SIGMAS / math.sqrt(2.0)) ** 3
-"""Fraction of a Gaussian's integral inside its window; term weights are divided by it, so that
-every atom keeps its integral (without, totals fall short by 1 - WINDOW_MASS = 1.4e-3)."""
 
 WRAP_MARGIN_RESOLUTIONS = 3.0
 """Smallest margin (in units of d) between the grid or the atoms and the periodic box's edges."""
@@ -208,8 +207,11 @@ def _constrained_least_squares(basis: np.ndarray, target: np.ndarray, total: flo
 
 
 def band_limited_terms(atomic_numbers: torch.Tensor, resolution: float, dtype, device):
-    """The Gaussian terms of the atoms' band-limited form factors at B = 0, flattened over atoms:
-    weights (T,), B-parameters (T,) Å² and the atom (T,) of each term (elements have 2, 3 or 5)."""
+    """Per-atom weights (N, J) and B-parameters (N, J) Å² of the band-limited form factors at B = 0.
+
+    Elements with fewer terms than the widest (2, 3 or Peng's 5) are padded with zero weights
+    (and a copy of their last B-parameter, so that every term stays a valid Gaussian).
+    """
     elements, element_index = torch.unique(atomic_numbers, return_inverse=True)
     fits = [fit_band_limited(int(z), float(resolution)) for z in elements.tolist()]
     width = max(len(fit.weights) for fit in fits)
@@ -218,13 +220,11 @@ def band_limited_terms(atomic_numbers: torch.Tensor, resolution: float, dtype, d
     for row, fit in enumerate(fits):
         weights[row, : len(fit.weights)] = fit.weights
         exponents[row, : len(fit.weights)] = fit.exponents
+        exponents[row, len(fit.weights) :] = fit.exponents[-1]
     index = element_index.to(device)
-    present = torch.as_tensor(weights != 0.0, device=device)[index]  # (N, width): padding is left out
-    term_atom = torch.arange(len(index), device=device)[:, None].expand_as(present)[present]
     return (
-        torch.as_tensor(weights, dtype=dtype, device=device)[index][present],
-        torch.as_tensor(exponents, dtype=dtype, device=device)[index][present],
-        term_atom,
+        torch.as_tensor(weights, dtype=dtype, device=device)[index],
+        torch.as_tensor(exponents, dtype=dtype, device=device)[index],
     )
 
 
@@ -369,22 +369,18 @@ def render_finite_resolution(
     centres, numbers = coords[keep], atomic_numbers[keep]
     if centres.shape[0] == 0:  # nothing within reach: zeros, still attached to the inputs' graph
         return coords.new_zeros((n_batch, *grid.shape)) + 0.0 * coords.sum()
-    term_weights, term_b, term_atom = band_limited_terms(numbers, resolution, dtype, device)
-    weights = occupancies.to(dtype)[keep][term_atom] * term_weights
-    b_params = term_b + b_factors.to(dtype)[keep][term_atom]
-    term_batch = batch_index[term_atom]
-    term_centres = centres[term_atom]
-    box, b_extra, windows = _box_and_blur(
-        term_centres.detach(), b_params.detach(), term_batch, n_batch, grid, resolution
-    )
-    variances = (b_params + b_extra[term_batch]) / EIGHT_PI_SQUARED
+    term_weights, term_b = band_limited_terms(numbers, resolution, dtype, device)
+    weights = occupancies.to(dtype)[keep][:, None] * term_weights
+    b_params = term_b + b_factors.to(dtype)[keep][:, None]
+    box, b_extra, windows = _box_and_blur(centres.detach(), b_params.detach(), batch_index, n_batch, grid, resolution)
+    variances = (b_params + b_extra[batch_index, None]) / EIGHT_PI_SQUARED
     box_maps = gaussian_sum(
-        term_centres,
-        (weights / WINDOW_MASS)[:, None],
-        variances[:, None],
+        centres,
+        weights / window_mass(windows, variances.detach()),
+        variances,
         windows,
         box.grid,
-        batch_index=term_batch,
+        batch_index=batch_index,
         n_batch=n_batch,
         backend=backend,
     )
@@ -416,6 +412,13 @@ def _apply_band_filter(maps: torch.Tensor, filters: torch.Tensor) -> torch.Tenso
     return torch.fft.irfftn(torch.fft.rfftn(maps, dim=axes) * filters, s=maps.shape[-3:], dim=axes)
 
 
+def window_mass(windows: torch.Tensor, variances: torch.Tensor) -> torch.Tensor:
+    """Fraction (N, J) of each term's integral inside its atom's cube of half-width ``windows``
+    (N,) Å, for per-axis variances (N, J) Å²: ``erf(w / sqrt(2 v))³`` (1 - 1.4e-3 at 3.5 sigma).
+    Dividing the weights by it keeps every atom's integral."""
+    return torch.erf(windows[:, None] / torch.sqrt(2.0 * variances)) ** 3
+
+
 def _atoms_within_reach(coords: torch.Tensor, grid: Grid, resolution: float) -> torch.Tensor:
     """(B, N) bool: atoms within ``REACH_RESOLUTIONS * d`` of the grid's box along every axis."""
     reach = REACH_RESOLUTIONS * resolution
@@ -425,14 +428,16 @@ def _atoms_within_reach(coords: torch.Tensor, grid: Grid, resolution: float) -> 
 
 
 def _box_and_blur(centres, b_params, batch_index, n_batch: int, grid: Grid, resolution: float):
-    """The Fourier box, ``B_extra`` (n_batch,) Å² of each structure, and the window half-width (T,)
-    Å of each term, from the terms' centres (T, 3), B-parameters (T,) and structures (T,)."""
+    """The Fourier box, ``B_extra`` (n_batch,) Å² of each structure, and each atom's window
+    half-width (N,) Å (that of its widest term), from the atoms' centres (N, 3), term B-parameters
+    (N, J) and structures (N,)."""
     atom_low, atom_high = centres.amin(dim=0).cpu().numpy(), centres.amax(dim=0).cpu().numpy()
     # the box's spacing, hence b_alias, does not depend on the windows: find it first
     b_alias = fourier_box(grid, atom_low, atom_high, resolution, 0.0).b_alias
     lowest = torch.full((n_batch,), b_alias, dtype=b_params.dtype, device=b_params.device)
-    lowest = lowest.scatter_reduce(0, batch_index, b_params, reduce="amin")
+    lowest = lowest.scatter_reduce(0, batch_index, b_params.amin(dim=1), reduce="amin")
     b_extra = B_EXTRA_STEP * torch.ceil((b_alias - lowest) / B_EXTRA_STEP)
-    windows = WINDOW_SIGMAS * torch.sqrt((b_params + b_extra[batch_index]) / EIGHT_PI_SQUARED)
+    widest = b_params.amax(dim=1) + b_extra[batch_index]
+    windows = WINDOW_SIGMAS * torch.sqrt(widest / EIGHT_PI_SQUARED)
     box = fourier_box(grid, atom_low, atom_high, resolution, float(windows.max()))
     return box, b_extra, windows
