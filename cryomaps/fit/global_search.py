@@ -33,6 +33,7 @@ from cryomaps.fit.pose import rmsd, rotations_for_step, uniform_rotations
 from cryomaps.fit.score import blur, extra_blur_sigma, model_map
 from cryomaps.io.grid import Grid
 from cryomaps.io.maps import DensityMap, resample_map
+from cryomaps.render.finite_resolution import fft_size
 from cryomaps.render.gaussian_torch import single_intra_op_thread
 
 SEARCH_RESOLUTION_FLOOR_A = 8.0
@@ -145,7 +146,7 @@ class _Scan:
         smoothed = blur(experimental, density_map.voxel_size, extra_blur_sigma(options.resolution, self.resolution))
         coarse = resample_map(DensityMap(smoothed.numpy(), density_map.voxel_size, density_map.origin), self.map_grid).data
         coarse = (coarse - coarse.mean()) / (coarse.std() or 1.0)
-        self.padded_shape = tuple(fft_size(m + t - 1) for m, t in zip(coarse_shape, self.template_grid.shape))
+        self.padded_shape = tuple(fft_size(int(m + t - 1)) for m, t in zip(coarse_shape, self.template_grid.shape))
         rho = torch.zeros(self.padded_shape, dtype=torch.float32)
         rho[tuple(slice(0, n) for n in coarse_shape)] = torch.as_tensor(coarse)
         self.rho_transform = torch.fft.rfftn(rho.to(device))
@@ -206,19 +207,6 @@ class _Scan:
         offset = torch.as_tensor(self.map_grid.origin - self.template_grid.origin, dtype=torch.float32, device=self.device)
         move = offset + signed.float() * float(self.map_grid.voxel_size[0])
         return best, move
-
-
-def fft_size(n: int) -> int:
-    """The smallest integer >= n whose prime factors are 2, 3 and 5 (fast FFT lengths)."""
-    size = int(n)
-    while True:
-        rest = size
-        for prime in (2, 3, 5):
-            while rest % prime == 0:
-                rest //= prime
-        if rest == 1:
-            return size
-        size += 1
 
 
 def _distinct_candidates(coords, centre, rotations, moves, scores, count, separation):
