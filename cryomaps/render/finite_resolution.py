@@ -92,8 +92,7 @@ B_EXTRA_STEP = 4.0
 """``B_extra`` (Å²) is rounded up to a multiple of this, so it stays constant while B changes a bit."""
 
 WINDOW_SIGMAS = 3.5
-"""Each Gaussian term is evaluated within this many standard deviations (per axis, a cube)."""
-
+"""Each atom is evaluated within this many standard deviations of its widest term (a cube)."""
 
 WRAP_MARGIN_RESOLUTIONS = 3.0
 """Smallest margin (in units of d) between the grid or the atoms and the periodic box's edges."""
