@@ -132,12 +132,14 @@ def _backward(ctx, grad_grid):
     return grad_centres, grad_weights, grad_variances, None, None, None, None, None, None, None, None
 
 
-for _name, _kernel, _fake in (
-    ("gaussian_sum", _gaussian_sum_kernel, _gaussian_sum_fake),
-    ("gaussian_sum_backward", _gaussian_sum_backward_kernel, _gaussian_sum_backward_fake),
-):
-    torch.library.impl(f"cryomaps::{_name}", "default", _kernel, lib=LIBRARY)
-    torch.library.register_fake(f"cryomaps::{_name}", _fake, lib=LIBRARY)
+def _register(name: str, kernel, fake) -> None:
+    """Register ``kernel`` for every device and ``fake`` for fake tensors (tracing, compile)."""
+    torch.library.impl(f"cryomaps::{name}", "default", kernel, lib=LIBRARY)
+    torch.library.register_fake(f"cryomaps::{name}", fake, lib=LIBRARY)
+
+
+_register("gaussian_sum", _gaussian_sum_kernel, _gaussian_sum_fake)
+_register("gaussian_sum_backward", _gaussian_sum_backward_kernel, _gaussian_sum_backward_fake)
 torch.library.register_autograd("cryomaps::gaussian_sum", _backward, setup_context=_setup_context, lib=LIBRARY)
 
 gaussian_sum_op = torch.ops.cryomaps.gaussian_sum.default
