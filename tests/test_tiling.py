@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cryomaps.inference.tiling import predict_tiled, seam_ratio, tile_boundary_planes, tile_starts
+from cryomaps.inference.tiling import cpu_has_native_bfloat16, predict_tiled, seam_ratio, tile_boundary_planes, tile_starts
 
 
 def smooth_volume(shape, seed=0) -> torch.Tensor:
@@ -64,3 +64,16 @@ def test_blending_leaves_no_seams_where_hard_stitching_does():
         ratios[mode] = seam_ratio(out, tile_boundary_planes(48, 32, 16, mode))
     assert ratios["blend"] < 1.2, ratios
     assert ratios["published"] > 1.5, ratios
+
+
+@pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="this CPU has no native bfloat16 (AVX512-BF16 / AMX)")
+def test_cpu_bfloat16_is_opt_in_and_stays_close_to_float32():
+    volume = smooth_volume((40, 36, 44), seed=2)
+    network = edge_sensitive_network()
+    settings = {"tile_size": 32, "overlap": 16, "batch_size": 4, "device": "cpu"}
+    reference = predict_tiled(volume, network, cpu_bfloat16=False, **settings)
+    assert torch.equal(predict_tiled(volume, network, **settings), reference)  # off unless asked for
+    low = predict_tiled(volume, network, cpu_bfloat16=True, **settings)
+    assert low.dtype == torch.float32 and not torch.equal(low, reference)
+    scale = float(reference.abs().max())
+    assert float((low - reference).abs().max()) < 0.03 * scale

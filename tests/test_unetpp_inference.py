@@ -1,4 +1,4 @@
-"""The U-Net++ residual block computes its first layer and conv shortcut in one fused conv: same numbers."""
+"""Inference-speed forms of the U-Net++ layers compute the same numbers: the fused first conv + shortcut, separable upsampling."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cryomaps.models.layers import upsample_like
 from cryomaps.models.unetpp import ResidualBlock
 
 
@@ -35,3 +36,11 @@ def test_fused_block_matches_the_layer_by_layer_definition_in_float64(in_channel
     expected_gradients = torch.autograd.grad(expected.square().sum(), [x, *block.parameters()])
     for got, want in zip(gradients, expected_gradients):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("size, target", [((3, 5, 2), (6, 10, 4)), ((1, 4, 7), (2, 7, 7))])
+def test_separable_upsampling_is_trilinear_interpolation_with_aligned_corners(size, target):
+    volume = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    reference = torch.zeros(1, 1, *target)
+    expected = F.interpolate(volume, size=target, mode="trilinear", align_corners=True)
+    torch.testing.assert_close(upsample_like(volume, reference), expected, rtol=1e-12, atol=1e-12)

@@ -59,6 +59,7 @@ def predict_tiled(
     empty_threshold: float = 0.0,
     device: str | torch.device | None = None,
     mixed_precision: bool = True,
+    cpu_bfloat16: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
     """Run ``predict`` over ``volume`` (X, Y, Z) tile by tile; returns the stitched (X, Y, Z) float32 map.
@@ -73,6 +74,9 @@ def predict_tiled(
         empty_threshold: tiles whose input never exceeds this are skipped (prediction 0).
         device: where the network runs (default: CUDA when available).
         mixed_precision: bfloat16 autocast on CUDA.
+        cpu_bfloat16: bfloat16 autocast on CPU too, where the CPU computes in bfloat16 natively
+            (:func:`cpu_has_native_bfloat16`); about 1.5x faster for the small generator. Off by
+            default: a network's outputs move by the bfloat16 rounding, which each caller checks.
         progress: show a progress bar.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -84,6 +88,10 @@ def predict_tiled(
         tile_size, margin, core, stride = PUBLISHED_TILE, (PUBLISHED_TILE - PUBLISHED_CORE) // 2, PUBLISHED_CORE, PUBLISHED_CORE
     else:
         raise ValueError(f"unknown tiling mode {mode!r}; choose blend or published")
+    if device.type == "cuda":
+        autocast = mixed_precision
+    else:
+        autocast = device.type == "cpu" and cpu_bfloat16 and cpu_has_native_bfloat16()
     padded = _pad_for_tiles(volume.float(), margin, tile_size, stride)
     starts = list(itertools.product(*(tile_starts(n, tile_size, stride) for n in padded.shape)))
     weight = tile_weight(tile_size, overlap) if core is None else _core_weight(tile_size, core)
@@ -91,7 +99,7 @@ def predict_tiled(
     weight_sum = torch.zeros_like(padded)
     for batch_starts in _batches(_non_empty(padded, starts, tile_size, empty_threshold, weight, weight_sum), batch_size, progress):
         tiles = torch.stack([_crop(padded, start, tile_size) for start in batch_starts])[:, None]
-        predictions = _run(predict, tiles, device, mixed_precision)[:, 0].float().cpu()
+        predictions = _run(predict, tiles, device, autocast)[:, 0].float().cpu()
         for start, prediction in zip(batch_starts, predictions):
             _crop(total, start, tile_size).add_(prediction * weight)
             _crop(weight_sum, start, tile_size).add_(weight)
@@ -142,13 +150,20 @@ def _batches(items: list, batch_size: int, progress: bool):
     yield from chunks
 
 
-@torch.no_grad()
-def _run(predict: PredictFn, tiles: torch.Tensor, device: torch.device, mixed_precision: bool) -> torch.Tensor:
-    tiles = tiles.to(device)
-    if device.type == "cuda" and mixed_precision:
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            return predict(tiles)
-    return predict(tiles)
+def cpu_has_native_bfloat16() -> bool:
+    """Whether oneDNN runs bfloat16 convolutions natively on this CPU (AVX512-BF16 or AMX), where
+    they are faster than float32; elsewhere bfloat16 is emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@torch.inference_mode()
+def _run(predict: PredictFn, tiles: torch.Tensor, device: torch.device, autocast: bool) -> torch.Tensor:
+    """``predict`` on ``tiles`` moved to ``device``, under bfloat16 autocast when ``autocast``."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        return predict(tiles.to(device))
 
 
 def tile_boundary_planes(length: int, tile_size: int = 32, overlap: int = 16, mode: str = "blend") -> list[int]:
