@@ -10,9 +10,12 @@ where each sum over a shifted region is one FFT cross-correlation (the experimen
 transforms are computed once). Shifts are kept where the model's centre stays inside the map box.
 
 The best shift of each rotation is a candidate; the z-score of a candidate is its score minus the
-mean over all rotations' best scores, over their standard deviation. The top candidates (distinct
-by more than the search resolution in RMSD) are refined by :func:`cryomaps.fit.local.fit_local`
-and returned ranked by their refined score.
+mean over all rotations' best scores, over their standard deviation. The top ``n_candidates``
+(distinct by more than the search resolution in RMSD) are fitted by
+:func:`cryomaps.fit.local.fit_local` at its coarsest stage; the ``n_refined`` best of those go
+through the whole coarse-to-fine fit and are returned ranked by their final score. (On the small
+EMD-5623 zone map the right placement ranked below 12th in the scan (z-score 2.3) and first after
+the coarse fits.)
 
 Angular step: ``step = degrees(r_s / radius)`` clamped to [6°, 30°], with r_s the search
 resolution ``max(R, 8 Å)`` and ``radius`` the model's largest distance from its centre: a step
@@ -47,7 +50,8 @@ class SearchOptions:
     Attributes:
         step_degrees: angular step; None chooses it from the resolution and the model's radius.
         n_solutions: solutions returned (the best first).
-        n_candidates: best rotations refined locally (at least ``n_solutions``).
+        n_candidates: best distinct placements of the scan fitted at the coarsest stage only.
+        n_refined: best of those (by coarse score) fitted through every stage (at least ``n_solutions``).
         batch_size: rotations scored at once.
         device: torch device for the scan (None: cuda when available, else cpu).
         progress: show a progress bar.
@@ -55,7 +59,8 @@ class SearchOptions:
 
     step_degrees: float | None = None
     n_solutions: int = 1
-    n_candidates: int = 12
+    n_candidates: int = 30
+    n_refined: int = 4
     batch_size: int = 8
     device: str | None = None
     progress: bool = False
@@ -115,11 +120,16 @@ def fit_global(structure, density_map: DensityMap, options: FitOptions, search: 
     z_scores = (best_scores - best_scores.mean()) / spread
     chosen = _distinct_candidates(coords, centre, rotations.numpy(), best_moves, best_scores,
                                   max(search.n_candidates, search.n_solutions), scan.resolution)
-    solutions = []
-    for index in chosen:
+    whole = replace(options, rigid_bodies="model")
+    coarse = replace(whole, stages=whole.stage_resolutions()[:1])
+    screened = []
+    for index in chosen:  # a cheap coarse fit of every candidate, then the full fit of the best ones
         start = (coords - centre) @ rotations[index].numpy().T + centre + best_moves[index]
-        fit = fit_local(structure, density_map, replace(options, rigid_bodies="model"), coords=start)
-        fit = _relative_to_input(fit, coords)
+        screened.append((fit_local(structure, density_map, coarse, coords=start).stage_scores[-1], index, start))
+    screened.sort(key=lambda item: -item[0])
+    solutions = []
+    for _, index, start in screened[: max(search.n_refined, search.n_solutions)]:
+        fit = _relative_to_input(fit_local(structure, density_map, whole, coords=start), coords)
         solutions.append(Solution(fit, float(best_scores[index]), float(z_scores[index])))
     solutions.sort(key=lambda s: -s.fit.score_after)
     solutions = _drop_duplicates(solutions, options.resolution / 2)[: search.n_solutions]

@@ -176,7 +176,8 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
     final_template = final_map = None
     for stage_resolution in options.stage_resolutions():
         config = options.density_config(stage_resolution)
-        template = Template(tensors, groups, len(names), max(voxel, stage_resolution / 4), config, options.threshold)
+        spacing = voxel if stage_resolution <= options.resolution else max(voxel, stage_resolution / 4)
+        template = Template(tensors, groups, len(names), spacing, config, options.threshold)
         stage_map = blur(experimental, grid.voxel_size, extra_blur_sigma(options.resolution, stage_resolution))
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
         final_template, final_map = template, stage_map
