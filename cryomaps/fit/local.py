@@ -77,7 +77,8 @@ class FitResult:
         coords: (N, 3) moved coordinates, Å.
         rotations: (G, 3, 3) and translations: (G, 3) Å, in world form ``x' = R x + t`` per group.
         group_names: name of each rigid group (``"model"`` or the chain names).
-        score_before, score_after: correlation about the mean at R over the model's region.
+        score_before, score_after: correlation about the mean at R over the model's region
+            (:func:`score_model` at the start and at the end).
         seconds: wall time.
         stage_scores: score at the end of each stage (at that stage's resolution).
     """
@@ -173,19 +174,19 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
     voxel = float(np.min(grid.voxel_size))
 
     stage_scores = []
-    final_template = final_map = None
     for stage_resolution in options.stage_resolutions():
         config = options.density_config(stage_resolution)
         spacing = voxel if stage_resolution <= options.resolution else max(voxel, stage_resolution / 4)
         template = Template(tensors, groups, len(names), spacing, config, options.threshold)
         stage_map = blur(experimental, grid.voxel_size, extra_blur_sigma(options.resolution, stage_resolution))
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
-        final_template, final_map = template, stage_map
 
     with torch.no_grad():
-        identity = torch.eye(3, dtype=torch.float64).expand(len(names), 3, 3)
-        before = float(score_pose(final_template, final_map, grid, identity, torch.zeros(len(names), 3), centres))
-        after = float(score_pose(final_template, final_map, grid, pose.rotations(), pose.translations, centres))
+        # scores from templates rendered at the start and at the end: a template rendered in one
+        # orientation and sampled after a large rotation scores lower (trilinear interpolation off
+        # the map's lattice), so fits from different starts are compared on equal terms
+        before = score_model(structure, density_map, options, coords=start)
+        after = score_model(structure, density_map, options, coords=pose(tensors["coords"], centres, groups).numpy())
         if not after >= before:  # never return a worse fit than the start (also catches NaN)
             torch.nn.init.zeros_(pose.rotation_parameters)
             torch.nn.init.zeros_(pose.translations)

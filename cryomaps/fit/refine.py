@@ -173,13 +173,14 @@ def refine(structure, density_map, options: RefineOptions, progress=None) -> Ref
     target = _Target(structure, density_map, options)
     target.set_mask(structure.coords)
     correlation_before = target.correlation(state["coords"], state["b"], state["occ"])
-    with torch.no_grad():
-        target.scale = float(target.data_term(state["coords"], state["b"], state["occ"])) / (0.5 * target.n_effective)
+    target.scale = max(1.0 - correlation_before**2, 1e-6) if correlation_before > 0 else 1.0  # T_0 = 1 - r0²
     geometry = _geometry(structure, options) if "xyz" in options.modes else None
     steps = {"rigid": _RigidStep, "xyz": _CoordinateStep, "adp": _AdpStep, "occupancy": _OccupancyStep}
     cycles = []
+    moves_atoms = bool({"rigid", "xyz"} & set(options.modes))
     for cycle in range(1, options.cycles + 1):
-        target.set_mask(state["coords"].numpy())
+        if cycle > 1 and moves_atoms:
+            target.set_mask(state["coords"].numpy())
         entry = {"cycle": cycle}
         for mode in options.ordered_modes():
             evaluations = steps[mode](structure, state, options, geometry).run(target, options.iterations)
@@ -192,13 +193,16 @@ def refine(structure, density_map, options: RefineOptions, progress=None) -> Ref
         cycles.append(entry)
         if progress is not None:
             progress(entry)
-    target.set_mask(structure.coords)
+    correlation_after = cycles[-1]["correlation"]
+    if moves_atoms:
+        target.set_mask(structure.coords)  # the starting model's mask, as for correlation_before
+        correlation_after = target.correlation(state["coords"], state["b"], state["occ"])
     return RefineResult(
         coords=state["coords"].numpy().copy(),
         b_factors=state["b"].numpy().copy(),
         occupancies=state["occ"].numpy().copy(),
         correlation_before=correlation_before,
-        correlation_after=target.correlation(state["coords"], state["b"], state["occ"]),
+        correlation_after=correlation_after,
         cycles=cycles,
         geometry=None if geometry is None else geometry.deviations(state["coords"].numpy()),
         seconds=time.perf_counter() - started,
