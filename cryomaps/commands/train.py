@@ -30,6 +30,7 @@ def compose_and_run(config_name: str, args) -> int:
     config = compose_config(config_name, args.overrides)
     check_override_types(config_name, args.overrides, config)
     check_accelerator(config)
+    check_input_files(config)
     if args.cfg:
         print(OmegaConf.to_yaml(config))
         return 0
@@ -145,6 +146,22 @@ def _has_type(value, expected: str) -> bool:
     if expected == "an integer":
         return isinstance(value, int)
     return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+INPUT_FILE_KEYS = ("data.manifest", "ckpt", "ckpt_path")
+"""Settings that name an input file; checked before Lightning starts (and prints its banner)."""
+
+
+def check_input_files(config) -> None:
+    """Refuse a configured manifest or checkpoint that does not exist, before anything is built."""
+    from omegaconf import OmegaConf
+
+    from cryomaps.errors import InputError
+
+    for key in INPUT_FILE_KEYS:
+        value = OmegaConf.select(config, key, default=None)
+        if value is not None and value != "???" and not Path(str(value)).is_file():
+            raise InputError(str(value), f"{key}: no such file")
 
 
 KNOWN_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
