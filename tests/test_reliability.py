@@ -323,6 +323,8 @@ BAD_OPTIONS = [
     (["evaluate", "--pred", "{half1.mrc}"], ["--ref"]),
     (["evaluate", "--pred", "{half1.mrc}", "--ref", "{ref.mrc}", "--model-resolution", "nan"], ["--model-resolution"]),
     (["train", "trainer.max_epochs=abc"], ["trainer.max_epochs"]),
+    (["train", "data.manifest={folder}/missing.csv", "run_dir={folder}/run"], ["data.manifest", "missing.csv"]),
+    (["finetune", "ckpt={folder}/missing.ckpt", "run_dir={folder}/run"], ["ckpt", "missing.ckpt"]),
     (["train", "trainer.accelerator=quantum"], ["trainer.accelerator"]),
     (["train", "trainer.limit_train_batches=many"], ["trainer.limit_train_batches"]),
 ]
