@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from bench_timing import run_timed
 
 DEFAULT_STRUCTURES = ("1rb8_645res.pdb", "5fuu_2494res.pdb")
 PUBLISHED_PEER = "struc2mapGAN (published figure, GPU; cannot run here): 14 s and 20 s for structures of these sizes"
@@ -48,19 +47,14 @@ def settings(before: Path | None) -> dict:
 
 
 def run_command(model: Path, output: Path, python_path: str | None, tile_size: int, overlap: int) -> tuple[float, float]:
-    """(wall s, CPU s) of one ``cryomaps generate`` run in a fresh process, in a scratch folder."""
+    """(wall s, CPU s) of one ``cryomaps generate`` run in a fresh process."""
     command = [sys.executable, "-m", "cryomaps.cli", "generate", str(model), "-o", str(output),
                "--tile-size", str(tile_size), "--overlap", str(overlap)]
     env = None if python_path is None else {**os.environ, "PYTHONPATH": python_path}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, cpu, completed = run_timed(command, env)
     if completed.returncode != 0:
         raise RuntimeError(f"cryomaps generate failed: {completed.stderr.strip()[-2000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def map_seam_ratio(path: Path, tile_size: int, overlap: int) -> float:
@@ -75,16 +69,21 @@ def map_seam_ratio(path: Path, tile_size: int, overlap: int) -> float:
     return seam_ratio(volume, planes, mask=volume > 0.1 * volume.max())
 
 
+def output_path(scratch: Path, setting: str) -> Path:
+    return scratch / f"{setting.replace('/', '_').replace(' ', '_')}.mrc"
+
+
 def bench_structure(model: Path, repeats: int, rows: dict, scratch: Path) -> list[dict]:
+    """Interleaved repeats of every setting on one structure; medians and seam ratios."""
     timings = {name: {"wall": [], "cpu": []} for name in rows}
     for _ in range(repeats):
         for name, (python_path, tile_size, overlap) in rows.items():
-            wall, cpu = run_command(model, scratch / f"{name.replace('/', '_').replace(' ', '_')}.mrc", python_path, tile_size, overlap)
+            wall, cpu = run_command(model, output_path(scratch, name), python_path, tile_size, overlap)
             timings[name]["wall"].append(wall)
             timings[name]["cpu"].append(cpu)
     results = []
     for name, (python_path, tile_size, overlap) in rows.items():
-        output = scratch / f"{name.replace('/', '_').replace(' ', '_')}.mrc"
+        output = output_path(scratch, name)
         results.append({
             "structure": model.name, "setting": name, "tile_size": tile_size, "overlap": overlap,
             "source": python_path or "this tree", "wall_median_s": statistics.median(timings[name]["wall"]),

@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from bench_timing import run_timed
 
 CASES = ("bundle", "1rb8", "5fuu")
 LARGE_STRUCTURE = "structures/1rb8_assembly1_38700res.cif.gz"
@@ -61,19 +59,6 @@ def synthetic_case(name: str):
         return synthesize_half_maps(structure, radial_resolution(structure.coords, 3.0, 6.0), grid=grid, seed=0)
     structure = read_structure(root / "structures/5fuu_2494res.pdb", remove_waters=True, remove_hydrogens=True)
     return synthesize_half_maps(structure, two_region_resolution(structure.coords, 3.0, 6.0), voxel_size=1.0, seed=0)
-
-
-def run_timed(command: list[str], env: dict | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
-    """Run ``command`` in a scratch folder (so that ``python -m`` finds the installed or ``PYTHONPATH``
-    cryomaps, not the current folder's); returns (wall s, user + system CPU s of the child, the process)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        completed = subprocess.run(command, capture_output=True, text=True, env=env, cwd=folder)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, completed
 
 
 def cryomaps_command(paths: dict, output: Path, device: str) -> list[str]:
