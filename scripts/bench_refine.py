@@ -117,7 +117,7 @@ def servalcat_adp(model: Path, map_file: Path, work: Path):
 def adp_case(structure, density_map, paths, repeats: int, work: Path) -> dict:
     from cryomaps.fit.refine import RefineOptions, masked_correlation, refine
 
-    options = RefineOptions(resolution=RESOLUTION, modes=("adp",), cycles=1, iterations=8)
+    options = RefineOptions(resolution=RESOLUTION, modes=("adp",), cycles=1, iterations=8)  # finite-resolution images (the default)
     start = replace(structure, b_factors=np.full(structure.n_atoms, 60.0))
     score_options = RefineOptions(resolution=RESOLUTION)
     rows = {"deposited B": {"pearson": 1.0, "masked_cc": masked_correlation(structure, density_map, score_options)}}

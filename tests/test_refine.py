@@ -8,7 +8,7 @@ import torch
 
 from cryomaps.cli import main
 from cryomaps.fit.pose import random_rotation, rmsd
-from cryomaps.fit.refine import RefineOptions, occupancy_groups, refine
+from cryomaps.fit.refine import RefineOptions, masked_correlation, occupancy_groups, refine
 from cryomaps.fit.restraints import bond_angles, covalent_bonds, geometry_from_model
 from cryomaps.fit.score import scaled_residual
 from cryomaps.io import DensityMap, Grid, read_map, read_structure
@@ -16,6 +16,7 @@ from cryomaps.render import render_structure
 
 SEGMENT = "fitting/EMD-5623_T20S_alpha_segment/test_model.pdb"
 RESOLUTION = 3.0
+MODE = "blur"  # the synthetic cases test the optimisation; blur renders small maps fastest (the CLI test runs the default)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def truth(data_root):
 def simulated_map(structure, noise: float, seed: int = 0) -> DensityMap:
     """Peng map at 3 Å (the refinement's own model) plus Gaussian noise of ``noise`` x its std."""
     grid = Grid.around(structure.coords, voxel_size=1.0, padding=8.0)
-    clean = render_structure(structure, grid, model="peng", resolution=RESOLUTION, dtype=torch.float64).numpy()
+    clean = render_structure(structure, grid, model="peng", resolution=RESOLUTION, dtype=torch.float64,
+                             resolution_mode=MODE).numpy()
     rng = np.random.default_rng(seed)
     return DensityMap(clean + rng.normal(scale=noise * clean.std(), size=clean.shape), grid.voxel_size, grid.origin)
 
@@ -92,7 +94,7 @@ def test_b_factors_are_recovered_from_a_simulated_map(truth):
     true_b = np.array([per_residue[s] for s in structure.residue_seqids]) + rng.normal(scale=2, size=structure.n_atoms)
     density_map = simulated_map(replace(structure, b_factors=true_b), noise=0.05)
     start = replace(structure, b_factors=np.full(structure.n_atoms, 60.0))
-    result = refine(start, density_map, RefineOptions(resolution=RESOLUTION, modes=("adp",), cycles=1, iterations=10))
+    result = refine(start, density_map, RefineOptions(resolution=RESOLUTION, resolution_mode=MODE, modes=("adp",), cycles=1, iterations=10))
     assert np.corrcoef(result.b_factors, true_b)[0, 1] > 0.9
     assert result.correlation_after > result.correlation_before
     assert ((result.b_factors >= 2.0) & (result.b_factors <= 300.0)).all()
@@ -107,7 +109,7 @@ def test_occupancies_are_recovered_within_a_tenth(truth):
     for residue, value in true_values.items():
         occupancy[structure.residue_seqids == residue] = value
     density_map = simulated_map(replace(structure, occupancies=occupancy), noise=0.05)
-    result = refine(structure, density_map, RefineOptions(resolution=RESOLUTION, modes=("occupancy",), cycles=2, iterations=10))
+    result = refine(structure, density_map, RefineOptions(resolution=RESOLUTION, resolution_mode=MODE, modes=("occupancy",), cycles=2, iterations=10))
     np.testing.assert_allclose(result.occupancies, occupancy, atol=0.1)
     assert (result.occupancies <= 1).all() and (result.occupancies >= 0).all()
 
@@ -119,7 +121,7 @@ def test_coordinates_move_towards_the_truth_with_restrained_geometry(truth):
     start = replace(structure, coords=structure.coords + rng.normal(scale=0.5 / np.sqrt(3), size=structure.coords.shape))
     before = rmsd(start.coords, structure.coords)
     # restraint targets from the true geometry stand in for a monomer library's ideal values
-    options = RefineOptions(resolution=RESOLUTION, modes=("xyz",), cycles=2, iterations=12, reference_coords=structure.coords)
+    options = RefineOptions(resolution=RESOLUTION, resolution_mode=MODE, modes=("xyz",), cycles=2, iterations=12, reference_coords=structure.coords)
     result = refine(start, density_map, options)
     assert rmsd(result.coords, structure.coords) < 0.5 * before
     assert result.geometry["bond_rmsd_A"] < 0.02 and result.geometry["angle_rmsd_degrees"] < 2.0
@@ -131,7 +133,7 @@ def test_rigid_body_returns_a_moved_model(truth):
     centre = structure.coords.mean(axis=0)
     rotation = random_rotation(np.random.default_rng(5), 10.0)
     start = replace(structure, coords=(structure.coords - centre) @ rotation.T + centre + np.array([2.0, 0, 0]))
-    result = refine(start, density_map, RefineOptions(resolution=RESOLUTION, modes=("rigid",), cycles=1, iterations=15))
+    result = refine(start, density_map, RefineOptions(resolution=RESOLUTION, resolution_mode=MODE, modes=("rigid",), cycles=1, iterations=15))
     assert rmsd(result.coords, structure.coords) < 0.1
 
 
@@ -158,10 +160,9 @@ def test_adp_on_emd_3488_from_uniform_b(data_root):
     deposited = read_structure(pair / "5ni1.cif")
     density_map = read_map(pair / "emd_3488.mrc")
     start = replace(deposited, b_factors=np.full(deposited.n_atoms, 60.0))
-    result = refine(start, density_map, RefineOptions(resolution=3.2, modes=("adp",), cycles=1, iterations=12))
+    result = refine(start, density_map, RefineOptions(resolution=3.2, modes=("adp",), cycles=1, iterations=8))
     assert np.corrcoef(result.b_factors, deposited.b_factors)[0, 1] >= 0.92
-    with_deposited_b = refine(deposited, density_map, RefineOptions(resolution=3.2, modes=("adp",), cycles=1, iterations=0))
-    assert result.correlation_after >= with_deposited_b.correlation_before
+    assert result.correlation_after >= masked_correlation(deposited, density_map, RefineOptions(resolution=3.2))
 
 
 def write_monomer_library(structure, folder):

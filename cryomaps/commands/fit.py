@@ -13,7 +13,7 @@ from cryomaps.commands import options
 HELP = "fit an atomic model into a map as rigid bodies (local refinement or global search)"
 
 
-def add_common_arguments(parser) -> None:
+def add_common_arguments(parser, resolution_mode: str = "blur") -> None:
     """Arguments shared by ``fit`` and ``refine``: MODEL MAP -o OUT --resolution R and the density model."""
     parser.add_argument("model_file", metavar="MODEL", help="atomic model (.pdb/.cif, optionally .gz)")
     parser.add_argument("map_file", metavar="MAP", help="experimental map (.mrc/.map/.ccp4)")
@@ -23,8 +23,9 @@ def add_common_arguments(parser) -> None:
                         help="resolution of the map (Å)")
     parser.add_argument("--model", choices=("peng", "molmap"), default="peng",
                         help="density model of the model map (default peng, with the atoms' B-factors)")
-    parser.add_argument("--resolution-mode", choices=("blur", "finite"), default="blur",
-                        help="how peng applies the resolution: Gaussian blur (default) or finite-resolution images")
+    parser.add_argument("--resolution-mode", choices=("blur", "finite"), default=resolution_mode,
+                        help="how peng applies the resolution: Gaussian blur (sigma 0.225 x resolution) or "
+                        f"finite-resolution atomic images (default {resolution_mode})")
     parser.add_argument("--json", default=None, type=options.output_file, metavar="LOG.json", help="write a JSON log")
     parser.add_argument("--png", default=None, type=options.output_file, metavar="PLOT.png", help="plot the scores")
 

@@ -28,7 +28,7 @@ def modes(text: str) -> tuple:
 
 
 def add_arguments(parser) -> None:
-    add_common_arguments(parser)
+    add_common_arguments(parser, resolution_mode="finite")
     parser.add_argument("--refine", type=modes, default=("adp",), metavar="MODES",
                         help="what to refine: comma-separated rigid, xyz, adp, occupancy (default adp)")
     parser.add_argument("--cycles", type=options.int_range(1, 1000), default=5, metavar="N",

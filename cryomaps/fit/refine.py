@@ -5,7 +5,8 @@ atoms (recomputed at the start of every macro-cycle), ``T = Σ (k ρ_model + c -
 mean)²`` with scale k and offset c solved in closed form at every evaluation
 (:func:`cryomaps.fit.score.scaled_residual`; ``T = 1 - r²``, r the masked correlation). The model
 map is the Peng potential with per-atom B and occupancy at resolution R
-(:func:`cryomaps.fit.score.model_map`), on the sub-box of the map around the model.
+(:func:`cryomaps.fit.score.model_map`), by default as finite-resolution atomic images (the form
+factor cut at 1/R), on the sub-box of the map around the model.
 
 Weighting: the data term is ``D = ½ N_eff T / T_0``, with T_0 the target at the start and
 ``N_eff = N_mask · (h / (R/2))³`` the number of independent resolution elements in the mask (h the
@@ -57,7 +58,8 @@ class RefineOptions:
         modes: subset of ``REFINE_MODES`` (run in that fixed order every cycle).
         cycles: macro-cycles.
         iterations: L-BFGS iterations per mode and cycle.
-        model, resolution_mode: the density model (``peng``; ``blur`` or ``finite``).
+        model, resolution_mode: the density model (``peng``; ``finite``, the finite-resolution
+            atomic images, by default, or ``blur``, Peng + Gaussian sigma = 0.225 R).
         mask_radius: Å around atoms (default max(2.5, 0.75 R)).
         adp_groups: ``atom``, ``residue`` or ``chain``.
         b_range: allowed B (Å²).
@@ -74,7 +76,7 @@ class RefineOptions:
     cycles: int = 5
     iterations: int = 8
     model: str = "peng"
-    resolution_mode: str = "blur"
+    resolution_mode: str = "finite"
     mask_radius: float | None = None
     adp_groups: str = "atom"
     b_range: tuple = (2.0, 300.0)
