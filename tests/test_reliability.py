@@ -270,6 +270,8 @@ MAP_READERS = [
 ]
 # Maps that a reader accepts as files (info describes them) but that no computation can use.
 UNUSABLE_CONTENT = {"zeros.mrc", "constant.mrc", "one_voxel.mrc"}
+# A --like map only lends its grid: constant values are legitimate there (see test_constant_like_map_is_a_grid).
+GRID_ONLY = {("simulate", "zeros.mrc"), ("simulate", "constant.mrc"), ("generate", "zeros.mrc"), ("generate", "constant.mrc")}
 
 SILENT_NONSENSE = [
     (["simulate", "{far_away.pdb}", "--like", "{ref.mrc}", "-o", "@o.mrc"], ["far_away.pdb", "no atom"]),
@@ -378,7 +380,7 @@ def _file_cases(readers, bad_files, skip=()):
 ALL_CASES = {
     "output_is_input": OUTPUT_IS_INPUT,
     "bad_model_values": _file_cases(MODEL_READERS, BAD_VALUES_IN_FILES),
-    "bad_maps": _file_cases(MAP_READERS, BAD_MAPS) + _file_cases([["info", "{bad}"]], [b for b in BAD_MAPS if b[0] not in UNUSABLE_CONTENT]),
+    "bad_maps": _file_cases(MAP_READERS, BAD_MAPS, skip=GRID_ONLY) + _file_cases([["info", "{bad}"]], [b for b in BAD_MAPS if b[0] not in UNUSABLE_CONTENT]),
     "silent_nonsense": SILENT_NONSENSE,
     "bad_options": BAD_OPTIONS,
     "bad_outputs": BAD_OUTPUTS,
@@ -438,6 +440,22 @@ def test_partly_outside_model_warns_once(bad, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "warning" in err[0] and "inside the box" in err[0], err
     shifted.unlink(), output.unlink()
+
+
+def test_constant_like_map_is_a_grid(bad, capsys):
+    """An empty (all-zero) --like map is a legitimate grid template: the model is rendered on it."""
+    import gemmi
+
+    structure = gemmi.read_structure(str(bad["model.pdb"]))
+    structure[0].transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(), -structure[0].calculate_center_of_mass() +
+                                                       gemmi.Position(16, 16, 16)))
+    centred, output = bad["folder"] / "centred.pdb", bad["folder"] / "on_zeros.mrc"
+    structure.write_pdb(str(centred))
+    assert main(["simulate", str(centred), "--like", str(bad["zeros.mrc"]), "-o", str(output)]) == 0
+    rendered = read_map(output)
+    assert rendered.data.shape == (32, 32, 32) and rendered.data.max() > 0
+    capsys.readouterr()
+    centred.unlink(), output.unlink()
 
 
 # ---------------------------------------------------------------- kill tests

@@ -42,7 +42,7 @@ def run(args) -> int:
     structure = read_structure(args.model, remove_waters=True, remove_hydrogens=True)
     like = read_map(args.like) if args.like else None
     if like is not None:
-        options.check_map_informative(like, args.like)
+        options.check_map_informative(like, args.like, require_variation=False)  # only its grid is used
         options.check_model_in_grid(structure, like.grid, f"the --like map {args.like}")
     weights = args.ckpt or bundled_weights_path("generator")
     loaded = load_network(weights, "generator")

@@ -247,12 +247,13 @@ def check_model_in_grid(structure, grid, what: str) -> None:
         warn(f"{structure.source}: only {100 * fraction:.1f}% of the atoms lie inside the box of {what}")
 
 
-def check_map_informative(density_map, path, minimum_edge: int = 2) -> None:
-    """Refuse a map too small to use (an edge below ``minimum_edge`` voxels) or with constant values."""
+def check_map_informative(density_map, path, minimum_edge: int = 2, require_variation: bool = True) -> None:
+    """Refuse a map too small to use (an edge below ``minimum_edge`` voxels) or, when its values
+    matter (``require_variation``; not for a map used only as a grid), one with constant values."""
     from cryomaps.errors import InputError
 
     shape = density_map.data.shape
     if min(shape) < minimum_edge:
         raise InputError(path, f"map of shape {shape} is too small (at least {minimum_edge} voxels per axis)")
-    if float(density_map.data.max()) == float(density_map.data.min()):
+    if require_variation and float(density_map.data.max()) == float(density_map.data.min()):
         raise InputError(path, f"map has the same value ({float(density_map.data.flat[0]):g}) everywhere")

@@ -61,7 +61,7 @@ def output_grid(args, coords):
 
     if args.like is not None:
         like = read_map(args.like)
-        options.check_map_informative(like, args.like)
+        options.check_map_informative(like, args.like, require_variation=False)  # only its grid is used
         return like.grid
     return Grid.around(coords, voxel_size=args.voxel_size, padding=args.padding)
 
