@@ -130,3 +130,30 @@ def test_fit_command_reports_bad_input_in_one_line(tmp_path, data_root, capsys):
     assert status == 2
     assert "--resolution" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_per_chain_fit_reports_one_pose_per_chain(data_root):
+    folder = data_root / "fitting/EMD-8249_rubella_capsid"
+    structure = read_structure(folder / "regression_pdb5khe.pdb")
+    fit = fit_local(structure, read_map(folder / "emd_8249.map"), FitOptions(resolution=35.0, rigid_bodies="chain"))
+    assert fit.group_names == sorted(set(structure.chain_ids)) and len(fit.group_names) == 2
+    assert fit.score_after >= fit.score_before
+    for name, rotation, translation in zip(fit.group_names, fit.rotations, fit.translations):
+        chain = structure.chain_ids == name
+        np.testing.assert_allclose(structure.coords[chain] @ rotation.T + translation, fit.coords[chain], atol=1e-9)
+
+
+@pytest.mark.slow
+def test_per_chain_fit_moves_each_chain_on_its_own(data_root):
+    pair = data_root / "pairs/EMD-3488_hemoglobin"
+    structure = read_structure(pair / "5ni1.cif")
+    density_map = read_map(pair / "emd_3488.mrc")
+    chain_a = structure.chain_ids == "A"
+    centre = structure.coords[chain_a].mean(axis=0)
+    start = structure.coords.copy()
+    start[chain_a] = (start[chain_a] - centre) @ random_rotation(np.random.default_rng(2), 8.0).T + centre + [1.5, 0, 0]
+    fit = fit_local(structure, density_map, FitOptions(resolution=3.2, rigid_bodies="chain"), coords=start)
+    assert fit.group_names == ["A", "B", "C", "D"]
+    assert rmsd(fit.coords[chain_a], structure.coords[chain_a]) < 0.3
+    assert rmsd(fit.coords[~chain_a], structure.coords[~chain_a]) < 0.3
+    np.testing.assert_allclose(start[chain_a] @ fit.rotations[0].T + fit.translations[0], fit.coords[chain_a], atol=1e-9)
