@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from cryomaps.errors import InputError
+from cryomaps.errors import CryomapsError, InputError
 from cryomaps.fit.local import rigid_groups
 from cryomaps.fit.pose import RigidPose, group_centres
 from cryomaps.fit.restraints import geometry_from_model, geometry_from_monomer_library, monomer_library_path
@@ -195,6 +195,9 @@ def refine(structure, density_map, options: RefineOptions, progress=None) -> Ref
         cycles.append(entry)
         if progress is not None:
             progress(entry)
+    for name, values in state.items():
+        if not torch.isfinite(values).all():
+            raise CryomapsError(f"refinement diverged: non-finite {name} (try fewer modes or a smaller --xyz-weight)")
     correlation_after = cycles[-1]["correlation"]
     if moves_atoms:
         target.set_mask(structure.coords)  # the starting model's mask, as for correlation_before
