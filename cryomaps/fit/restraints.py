@@ -194,7 +194,7 @@ def geometry_from_monomer_library(structure, library: str) -> Geometry:
         monomers = gemmi.read_monomer_lib(str(library), names, ignore_missing=True)
         topology = gemmi.prepare_topology(source, monomers, model_index=0, h_change=gemmi.HydrogenChange.NoChange,
                                           reorder=False, warnings=notes.append, ignore_unknown_links=True)
-    except (RuntimeError, ValueError) as error:
+    except (RuntimeError, ValueError, OSError) as error:
         raise InputError(library, f"cannot build restraints from this monomer library ({error})") from None
     source.assign_serial_numbers()
     if sum(len(residue) for chain in source[0] for residue in chain) != structure.n_atoms:
