@@ -247,6 +247,22 @@ def check_model_in_grid(structure, grid, what: str) -> None:
         warn(f"{structure.source}: only {100 * fraction:.1f}% of the atoms lie inside the box of {what}")
 
 
+def check_resolution_sampled(resolution: float | None, resolution_mode: str, grid) -> None:
+    """Refuse finite-resolution images finer than the grid can hold (d below 2 x voxel size).
+
+    Beyond the grid's Nyquist limit the cut at 1/d is not representable, and the renderer's
+    internal sampling (and memory: about 21 GB for d = 0.1 Å on a 2 Å grid) grows without bound.
+    """
+    from cryomaps.errors import InputError
+
+    if resolution_mode != "finite" or resolution is None:
+        return
+    nyquist = 2.0 * float(max(grid.voxel_size))
+    if resolution < nyquist:
+        raise InputError(None, f"--resolution {resolution:g} Å is finer than the grid's Nyquist limit {nyquist:g} Å "
+                         "(2 x voxel size): finite-resolution images need a coarser resolution or smaller voxels")
+
+
 def check_map_informative(density_map, path, minimum_edge: int = 2, require_variation: bool = True) -> None:
     """Refuse a map too small to use (an edge below ``minimum_edge`` voxels) or, when its values
     matter (``require_variation``; not for a map used only as a grid), one with constant values."""

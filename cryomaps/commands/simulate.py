@@ -30,7 +30,7 @@ def add_arguments(parser) -> None:
         help="how peng applies --resolution: Gaussian blur (default) or finite-resolution atomic images",
     )
     parser.add_argument(
-        "--sigma-factor", type=options.positive_float, default=None, metavar="F",
+        "--sigma-factor", type=options.float_range(0.01, 10.0), default=None, metavar="F",
         help="Gaussian sigma per Å of resolution (default 1/(pi*sqrt(2)) = 0.225, ChimeraX molmap)",
     )
     parser.add_argument(
@@ -102,6 +102,7 @@ def run(args) -> int:
     config = density_config(args)
     structure = reading()
     grid = output_grid(args, structure.coords)
+    options.check_resolution_sampled(args.resolution, args.resolution_mode, grid)
     if args.like is not None:
         options.check_model_in_grid(structure, grid, f"the --like map {args.like}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
