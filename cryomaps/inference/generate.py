@@ -22,11 +22,11 @@ class TilingOptions:
     """How the map is cut into tiles (see :func:`cryomaps.inference.tiling.predict_tiled`).
 
     Defaults measured on the held-out pairs EMD-3488 and EMD-21457 (``cryomaps evaluate ...
-    split=val``; README "Generate"): 48³ tiles overlapping by 16 voxels put 3.4-4.4x the map's
-    voxels through the network instead of 6x for 32³ / 16, and move SSIM, Pearson and both
-    correlations by at most 0.007; smaller overlaps (32/8, 40/12, 48/12) or 40³ tiles cost up to
-    0.02 of SSIM or correlation about the mean on EMD-3488. bfloat16 on CPUs that compute it
-    natively moves them by less than 0.0005 and is 1.5x faster.
+    split=val``; README "Generate"): 48³ tiles overlapping by 16 voxels put 3.8-4.4x the map's
+    voxels through the network (empty tiles skipped; 1RB8, 5FUU) instead of 5.6-6.0x for 32³ / 16,
+    and move SSIM, Pearson and both correlations by at most 0.007; smaller overlaps (32/8, 40/12,
+    48/12), 40³ or 64³ tiles moved SSIM or the correlation about the mean on EMD-3488 by 0.01-0.02.
+    bfloat16 on CPUs that compute it natively moves them by less than 0.0005 and is 1.5-2x faster.
     """
 
     tile_size: int = 48
