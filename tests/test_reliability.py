@@ -246,7 +246,7 @@ BAD_VALUES_IN_FILES = [
     ("nan_occupancy.pdb", "occupancy"), ("occupancy_2.pdb", "occupancy"), ("zero_occupancy.pdb", "zero occupancy"),
     ("negative_b.pdb", "B-factor"), ("nan_b.pdb", "B-factor"), ("overflow.pdb", "overflowed"),
     ("nan_x.pdb", "non-finite"), ("huge.cif", "beyond"), ("nan.cif", "non-finite"),
-    ("unknown_element.pdb", "unknown element"), ("empty.pdb", "no"),
+    ("unknown_element.pdb", "unknown element"), ("empty.pdb", "no"), ("a_directory", "is a folder"),
 ]
 MODEL_READERS = [
     ["simulate", "{bad}", "-o", "@out.mrc"],
@@ -258,6 +258,7 @@ MODEL_READERS = [
 BAD_MAPS = [
     ("nan.mrc", "NaN"), ("complex.mrc", "complex"), ("mode6.mrc", "MRC header"), ("text.mrc", "not"),
     ("zeros.mrc", "same value"), ("constant.mrc", "same value"), ("one_voxel.mrc", "too small"),
+    ("a_directory", "is a folder"),
 ]
 MAP_READERS = [
     ["simulate", "{pair_model.pdb}", "--like", "{bad}", "-o", "@out.mrc"],

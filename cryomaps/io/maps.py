@@ -78,7 +78,7 @@ def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
 
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "no such file")
+        raise InputError(path, "is a folder, not a file" if path.is_dir() else "no such file")
     _check_identifier(path)
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -93,7 +93,7 @@ def read_structure(
     if altloc not in ALTLOC_POLICIES:
         raise InputError(None, f"altloc policy must be one of {ALTLOC_POLICIES}, got {altloc!r}")
     if not path.is_file():
-        raise InputError(path, "no such file")
+        raise InputError(path, "is a folder, not a file" if path.is_dir() else "no such file")
     try:
         structure = gemmi.read_structure(str(path))
     except (RuntimeError, ValueError, OSError) as error:

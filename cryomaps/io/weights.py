@@ -67,7 +67,7 @@ def _load(path: str | os.PathLike) -> dict:
     """The dict stored in a weights or checkpoint file (anything else is an :class:`InputError`)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "no such weights or checkpoint file")
+        raise InputError(path, "is a folder, not a weights file" if path.is_dir() else "no such weights or checkpoint file")
     if path.stat().st_size == 0:
         raise InputError(path, "empty file, not a weights/checkpoint file")
     try:
