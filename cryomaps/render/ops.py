@@ -22,6 +22,8 @@ registered with ``torch.library`` (fake tensors and autograd included), so the o
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 
 import torch
@@ -29,10 +31,15 @@ from torch import Tensor
 
 from cryomaps.errors import InputError
 from cryomaps.io.grid import Grid
-from cryomaps.render import gaussian_torch, gaussian_triton
+from cryomaps.render import gaussian_torch
 from cryomaps.render.profiles import SAMPLING_MODES
 
 BACKENDS = ("auto", "torch", "triton")
+
+
+def triton_available() -> bool:
+    """Whether the triton package is installed (found without importing it: ~0.2 s saved on CPU runs)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def resolve_backend(device: torch.device, backend: str) -> str:
@@ -40,9 +47,9 @@ def resolve_backend(device: torch.device, backend: str) -> str:
     if backend not in BACKENDS:
         raise InputError(None, f"renderer backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "triton" if device.type == "cuda" and gaussian_triton.AVAILABLE else "torch"
+        return "triton" if device.type == "cuda" and triton_available() else "torch"
     if backend == "triton":
-        if not gaussian_triton.AVAILABLE:
+        if not triton_available():
             raise InputError(None, "the triton backend needs the triton package (pip install triton)")
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             raise InputError(None, "the triton backend needs CUDA tensors, or TRITON_INTERPRET=1 on CPU")
@@ -65,7 +72,10 @@ LIBRARY.define(
 
 
 def _implementation(device: torch.device, backend: str):
-    return gaussian_triton if resolve_backend(device, backend) == "triton" else gaussian_torch
+    """The kernel module for ``device``; the Triton one is imported only when it runs."""
+    if resolve_backend(device, backend) == "triton":
+        return importlib.import_module("cryomaps.render.gaussian_triton")
+    return gaussian_torch
 
 
 def _gaussian_sum_kernel(
