@@ -15,7 +15,8 @@ gemmi, and a missing peer is skipped with a printed reason):
    2 Å; cryomaps (``--refine rigid``, one body per chain) vs CCTBX ``refine_mz`` per chain (as
    ``refine_groups`` runs it, without its boxing step, whose API this cctbx-base lacks). Score:
    RMSD of chain A to the deposited place.
-3. Coordinates, synthetic: 5NI1 chain A's map simulated at 3 Å (Peng, B as deposited) with noise
+3. Coordinates, synthetic: 5NI1 chain A's map simulated at 3 Å (Peng, B as deposited, the
+   refinement's own default model: finite-resolution images) with noise
    (10 % of the map's standard deviation), the chain perturbed by 0.5 Å rms; refined with
    geometry targets from the deposited chain (standing in for a monomer library). Scores: RMSD to
    the truth, bond and angle RMSD from the targets.
@@ -212,8 +213,11 @@ def simulated(structure, noise: float, seed: int):
     from cryomaps.io import DensityMap, Grid
     from cryomaps.render import render_structure
 
+    from cryomaps.fit.refine import RefineOptions
+
     grid = Grid.around(structure.coords, voxel_size=1.0, padding=8.0)
-    clean = render_structure(structure, grid, model="peng", resolution=3.0, dtype=torch.float64).numpy()
+    clean = render_structure(structure, grid, model="peng", resolution=3.0, dtype=torch.float64,
+                             resolution_mode=RefineOptions.resolution_mode).numpy()
     rng = np.random.default_rng(seed)
     return DensityMap(clean + rng.normal(scale=noise * clean.std(), size=clean.shape), grid.voxel_size, grid.origin)
 
