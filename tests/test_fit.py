@@ -63,7 +63,7 @@ def test_global_search_finds_a_model_placed_anywhere(proteasome):
     position = density_map.origin + rng.uniform(0.2, 0.8, 3) * density_map.grid.extent
     lost = moved_copy(structure, coords=(structure.coords - structure.coords.mean(axis=0)) @ rotation.T + position)
     assert rmsd(lost.coords, structure.coords) > 5
-    result = fit_global(lost, density_map, FitOptions(resolution=PROTEASOME_RESOLUTION), SearchOptions(n_solutions=2))
+    result = fit_global(lost, density_map, FitOptions(resolution=PROTEASOME_RESOLUTION), SearchOptions(n_solutions=2, n_candidates=12))
     best = result.solutions[0]
     assert rmsd(best.fit.coords, structure.coords) < 2.0
     assert best.fit.score_after > result.solutions[1].fit.score_after
