@@ -1,4 +1,4 @@
-"""Restraints for real-space refinement: geometry (bonds, angles, non-bonded repulsion) and ADP similarity.
+"""Geometry restraints for real-space refinement: bonds, angles and non-bonded repulsion.
 
 Geometry comes from one of two sources:
 
@@ -216,14 +216,3 @@ def _nonbonded(structure, bonds, angles) -> dict:
     pairs = nonbonded_pairs(structure, structure.coords, bonds, angles)
     start = bond_lengths(torch.as_tensor(structure.coords), _as_index(pairs)).numpy()
     return {"nonbonded": pairs, "nonbonded_targets": np.clip(start, NONBONDED_FLOOR_A, NONBONDED_DISTANCE_A)}
-
-
-def adp_similarity_pairs(structure, bonds: np.ndarray, radius: float = 0.0) -> np.ndarray:
-    """Pairs (P, 2) whose B-factors are restrained to be similar: the bonds, plus pairs within ``radius`` Å."""
-    if radius <= 0:
-        return bonds
-    from scipy.spatial import cKDTree
-
-    near = cKDTree(structure.coords).query_pairs(radius, output_type="ndarray")
-    return np.unique(np.concatenate((bonds, np.sort(near, axis=1))), axis=0).astype(np.int64)
-
