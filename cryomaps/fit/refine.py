@@ -126,7 +126,11 @@ class _Target:
         self.config = DensityModelConfig(model=options.model, resolution=options.resolution,
                                          resolution_mode=options.resolution_mode)
         self.options = options
-        slices, self.grid = box_around(structure.coords, density_map.grid, options.mask_radius_A + options.resolution)
+        # the box only has to hold the mask (atoms outside it still add density to the voxels inside),
+        # plus room for the atoms to move when coordinates are refined
+        moving = options.resolution if {"rigid", "xyz"} & set(options.modes) else 0.0
+        margin = options.mask_radius_A + float(np.max(density_map.voxel_size)) + moving
+        slices, self.grid = box_around(structure.coords, density_map.grid, margin)
         self.map = torch.as_tensor(density_map.data[slices], dtype=torch.float64)
         self.numbers = torch.as_tensor(structure.atomic_numbers)
         self.scale = 1.0
