@@ -1,14 +1,22 @@
 """Train the bundled struc2map generator (cryomaps/weights/struc2map_small.pt) on CPU.
 
-Reproduces the shipped weights: the small U-Net++ generator trained on the shared example pairs
-(``data_manifests/example_pairs.csv``; pairs marked ``val`` are held out), then copied into the
-package. Run from the repository root with the shared data in place::
+Reproduces the shipped weights: the small U-Net++ generator, conditioned on target resolution
+(FiLM), trained on the shared example pairs (``data_manifests/example_pairs.csv``; pairs marked
+``val`` are held out), then copied into the package. Two stages, each a plain ``cryomaps train``
+configuration (every setting is an override listed below and printed by the script):
 
-    python scripts/train_bundled_generator.py [--epochs 60] [--run-dir outputs/bundled_generator]
+1. ``unconditioned``: the generator without conditioning, targets at their own resolution
+   (:func:`unconditioned_overrides`; the previous bundled model).
+2. ``conditioned``: the same generator with ``resolution_conditioning=true``, started from stage
+   1's weights (the FiLM maps start at zero, so it starts as the stage-1 generator), trained with
+   targets at their own resolution d₀ and, with probability 0.5 per volume load, low-pass filtered
+   to R ~ U(d₀, 14 Å) with a Gaussian of σ = 0.225·√(R² − d₀²), conditioning value R
+   (:func:`conditioned_overrides`; :mod:`cryomaps.data.patches`).
 
-Every setting is a ``cryomaps train`` override listed below, so the same run is also::
+Run from the repository root with the shared data in place::
 
-    cryomaps train <the overrides printed by this script>
+    python scripts/train_bundled_generator.py                       # both stages
+    python scripts/train_bundled_generator.py --init WEIGHTS.pt      # stage 2 only, from stage-1 weights
 """
 
 from __future__ import annotations
@@ -20,47 +28,98 @@ from cryomaps.io.weights import BUNDLED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["generator"]  # the tracked file, also when not installed editable
+SEED = 0
 
 
-def overrides(run_dir: str, epochs: int) -> list[str]:
-    """The ``cryomaps train`` overrides of the bundled generator's training run."""
+def common_overrides(run_dir: str, curated_dir: str) -> list[str]:
+    """Settings both stages share."""
     return [
         "task=struc2map",
         "model=s2m_small",
         f"run_dir={run_dir}",
         f"data.manifest={REPO / 'data_manifests' / 'example_pairs.csv'}",
+        f"data.curated_dir={curated_dir}",
         "data.batch_size=8",
-        "data.samples_per_volume=32",
-        "data.queue_length=128",
         "data.val_samples_per_volume=16",
         "task.learning_rate=3e-4",
         "task.scheduler_patience=8",
-        f"trainer.max_epochs={epochs}",
         "trainer.accelerator=cpu",
         "trainer.enable_progress_bar=false",
         "checkpoint.every_n_train_steps=100",
-        "seed=0",
+        f"seed={SEED}",
     ]
 
 
+def unconditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 30) -> list[str]:
+    """Stage 1: 16 batches of 8 patches per epoch, validation every epoch."""
+    return common_overrides(run_dir, curated_dir) + [
+        "data.samples_per_volume=32",
+        "data.queue_length=128",
+        f"trainer.max_epochs={epochs}",
+    ]
+
+
+def conditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 50) -> list[str]:
+    """Stage 2: 8 patches per volume load (more resolutions drawn), 4 batches per epoch,
+    validation every 4 epochs (so the plateau patience counts the same number of steps as stage 1)."""
+    return common_overrides(run_dir, curated_dir) + [
+        "model.generator.resolution_conditioning=true",
+        "+data.resolution_augmentation={probability:0.5,max_resolution:14.0}",
+        "data.samples_per_volume=8",
+        "data.queue_length=64",
+        f"trainer.max_epochs={epochs}",
+        "+trainer.check_val_every_n_epoch=4",
+    ]
+
+
+def train_conditioned(overrides: list[str], init: Path, resume: bool) -> Path:
+    """Stage 2: the conditioned task, generator weights loaded from ``init`` (FiLM left at zero)."""
+    import lightning as L
+
+    from cryomaps.config import compose_config
+    from cryomaps.io.weights import load_network
+    from cryomaps.tasks.training import build_task, run_training
+
+    config = compose_config("train", overrides + (["resume=true"] if resume else []))
+    L.seed_everything(SEED, workers=True)
+    task = build_task(config)
+    missing, unexpected = task.generator.load_state_dict(load_network(init, "generator").network.state_dict(), strict=False)
+    not_film = [name for name in missing if not (name.startswith("embedding.") or ".film." in name)]
+    if unexpected or not_film:
+        raise SystemExit(f"{init} does not fit the small generator (unexpected {unexpected[:3]}, missing {not_film[:3]})")
+    print(f"stage 2 starts from {init}: {len(missing)} conditioning tensors at initialisation")
+    return run_training(config, task=task)
+
+
 def main() -> int:
-    from cryomaps.cli import main as cli_main
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=50, help="stage-2 epochs (4 batches each)")
+    parser.add_argument("--stage1-epochs", type=int, default=30)
     parser.add_argument("--run-dir", default="outputs/bundled_generator")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    parser.add_argument("--init", type=Path, help="stage-1 generator weights: skip stage 1")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted stage-2 run")
     args = parser.parse_args()
-    settings = overrides(args.run_dir, args.epochs) + (["resume=true"] if args.resume else [])
-    print("cryomaps train " + " ".join(settings))
-    status = cli_main(["train", *settings])
-    if status == 0:
-        from cryomaps.io.atomic import write_bytes_atomically
+    run_dir = Path(args.run_dir)
+    curated = str(run_dir / "curated")
+    init = args.init
+    if init is None:
+        from cryomaps.cli import main as cli_main
 
-        BUNDLED.parent.mkdir(exist_ok=True)
-        write_bytes_atomically(BUNDLED, (Path(args.run_dir) / "generator.pt").read_bytes())
-        print(f"copied {args.run_dir}/generator.pt to {BUNDLED}")
-    return status
+        stage1 = unconditioned_overrides(str(run_dir / "unconditioned"), curated, args.stage1_epochs)
+        print("stage 1: cryomaps train " + " ".join(stage1))
+        if cli_main(["train", *stage1]) != 0:
+            return 1
+        init = run_dir / "unconditioned" / "generator.pt"
+    stage2 = conditioned_overrides(str(run_dir / "conditioned"), curated, args.epochs)
+    print(f"stage 2 (from {init}): " + " ".join(stage2))
+    trained = train_conditioned(stage2, init, args.resume)
+
+    from cryomaps.io.atomic import write_bytes_atomically
+
+    BUNDLED.parent.mkdir(exist_ok=True)
+    write_bytes_atomically(BUNDLED, (trained / "generator.pt").read_bytes())
+    print(f"copied {trained}/generator.pt to {BUNDLED}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -159,3 +159,41 @@ def test_method_names_are_checked():
     for bad in (["molmap_0A"], ["molmap_2"], ["peng", "peng"], []):
         with pytest.raises(InputError):
             check_methods(bad)
+
+
+def test_target_resolution_filters_the_reference_and_evaluates_molmap_there(manifest, tmp_path, data_root):
+    """target_resolution=8: the spike map (3.2 Å) is filtered to 8 Å, molmap_reported renders at 8 Å
+    and fits that map better than molmap at 3.2 Å does; the pair without a resolution is skipped."""
+    from cryomaps.io import DensityMap, read_map, read_structure
+    from cryomaps.metrics import evaluate_maps
+    from cryomaps.metrics.report import filtered_map
+    from cryomaps.render import render_structure
+
+    out = tmp_path / "report"
+    status, _ = evaluate(f"manifest={manifest}", f"out={out}", "target_resolution=8", "methods=[molmap_reported,molmap_3.2A]")
+    assert status == 0
+    rows = {(row["pair"], row["method"]): row for row in read_csv(out / "metrics.csv")}
+    matched, native = rows[(SPIKE, "molmap_reported")], rows[(SPIKE, "molmap_3.2A")]
+    assert matched["resolution_A"] == "8" and matched["reported_resolution_A"] == "3.2"
+    for metric in ("pearson", "corr_about_mean", "masked_corr"):
+        assert float(matched[metric]) > float(native[metric]), metric
+    skipped = rows[(STRUDEL, "molmap_reported")]
+    assert skipped["status"] == "skipped" and "needs the map's reported resolution" in skipped["reason"]
+    assert rows[(STRUDEL, "molmap_3.2A")]["status"] == "skipped"
+
+    entry = next(e for e in read_manifest(manifest) if e.label == SPIKE)  # the same score, made by hand
+    reference = filtered_map(read_map(entry.map_path), 3.2, 8.0)
+    structure = read_structure(entry.model_path, remove_waters=True, remove_hydrogens=True)
+    molmap = render_structure(structure, reference.grid, model="molmap", resolution=8.0).numpy()
+    expected = evaluate_maps(DensityMap.from_grid(molmap, reference.grid), reference, model_coords=structure.coords)
+    assert float(matched["pearson"]) == pytest.approx(expected["pearson"], rel=1e-4)
+
+
+def test_target_resolution_finer_than_the_map_is_skipped_and_a_bad_value_is_one_line(manifest, tmp_path, capsys):
+    out = tmp_path / "report"
+    status, _ = evaluate(f"manifest={manifest}", f"out={out}", "split=val", "target_resolution=2", "methods=[molmap_2A]")
+    assert status == 0
+    (row,) = read_csv(out / "metrics.csv")
+    assert row["status"] == "skipped" and "finer than the map's reported 3.2" in row["reason"]
+    status, _ = evaluate(f"manifest={manifest}", f"out={tmp_path / 'bad'}", "target_resolution=-1", "methods=[molmap_2A]")
+    assert status == 2 and "target_resolution must be a positive number" in capsys.readouterr().err

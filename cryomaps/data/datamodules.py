@@ -4,8 +4,9 @@ Batches are dicts of float32 tensors of shape (B, 1, P, P, P), P = ``patch_size`
 (x, y, z):
 
 - :class:`PairedPatchDataModule` (struc2map): ``{"input", "target", "mask"}`` from curated pairs
-  (``cryomaps curate``); the manifest's ``split`` column decides train / val (``test`` pairs are
-  not served).
+  (``cryomaps curate``), plus ``"resolution"`` (B,) Å, the target's resolution, when resolution
+  augmentation is on; the manifest's ``split`` column decides train / val (``test`` pairs are not
+  served).
 - :class:`SingleMapPatchDataModule` (local resolution): ``{"map", "locres", "mask"}`` from volumes
   given by a provider (see :data:`VolumeSource`).
 
@@ -31,6 +32,7 @@ from cryomaps.data.curated import INDEX_NAME, read_curated_index, read_curated_p
 from cryomaps.data.patches import (
     AugmentationOptions,
     PatchOptions,
+    ResolutionAugmentationOptions,
     SeededPatchQueue,
     build_augmentation,
     fixed_patches,
@@ -76,6 +78,7 @@ class _PatchDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.val_samples_per_volume = val_samples_per_volume
         self.augmentation = None if augmentation is None else _augmentation_options(augmentation)
+        self.resolution_augmentation: ResolutionAugmentationOptions | None = None
         self.train_subjects: list = []
         self.val_patches: list[dict] = []
 
@@ -95,7 +98,8 @@ class _PatchDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self.trainer is not None else 0
         options = replace(self.patch_options, seed=self.patch_options.seed + rank)
-        queue = SeededPatchQueue(self.train_subjects, self.keys, options, build_augmentation(self.augmentation))
+        transform = build_augmentation(self.augmentation, self.resolution_augmentation)
+        queue = SeededPatchQueue(self.train_subjects, self.keys, options, transform)
         return ResumablePatchLoader(queue, self.batch_size, current_epoch=self._current_epoch)
 
     def _current_epoch(self) -> int:
@@ -159,6 +163,14 @@ class PairedPatchDataModule(_PatchDataModule):
         val_samples_per_volume: fixed validation patches per validation pair.
         augmentation: keys of :class:`cryomaps.data.patches.AugmentationOptions` (the published
             input-only augmentation plus joint symmetries by default); ``None`` for none.
+        resolution_augmentation: keys of
+            :class:`cryomaps.data.patches.ResolutionAugmentationOptions` (targets low-pass filtered
+            to random coarser resolutions, for a resolution-conditioned generator; batches then carry
+            ``"resolution"``, and ``{"probability": 0}`` serves it without filtering); ``None``: off.
+
+    The resolution of a pair's target (:func:`native_resolution`) is the manifest's reported
+    resolution, else the resolution curation compared the map with (``correlation_resolution_A``:
+    ``filters.correlation_fallback_resolution``, 4 Å by default, when none is reported).
     """
 
     keys = PAIR_KEYS
@@ -169,9 +181,14 @@ class PairedPatchDataModule(_PatchDataModule):
         manifest: str | os.PathLike | None = None,
         curation: Mapping | None = None,
         augmentation: Mapping | None = PUBLISHED_AUGMENTATION,
+        resolution_augmentation: Mapping | None = None,
         **patch_settings,
     ):
         super().__init__(augmentation=augmentation, **patch_settings)
+        if resolution_augmentation is not None:
+            self.resolution_augmentation = ResolutionAugmentationOptions(
+                **{key: tuple(value) if isinstance(value, list) else value for key, value in resolution_augmentation.items()}
+            )
         self.curated_dir = Path(curated_dir)
         self.manifest = manifest
         self.curation = dict(curation or {})
@@ -196,7 +213,13 @@ class PairedPatchDataModule(_PatchDataModule):
         if not rows:
             raise InputError(self.curated_dir, "no curated pairs")
         curation = read_curated_pair(rows[0].path).metadata["curation"]
-        return {"input": curation["render"], "voxel_size": curation["voxel_size"], "normalisation": curation["normalisation"]}
+        metadata = {"input": curation["render"], "voxel_size": curation["voxel_size"], "normalisation": curation["normalisation"]}
+        if self.resolution_augmentation is not None:
+            metadata["resolution_augmentation"] = {
+                "probability": self.resolution_augmentation.probability,
+                "max_resolution": self.resolution_augmentation.max_resolution,
+            }
+        return metadata
 
     def load_subjects(self, split: str) -> list:
         subjects = []
@@ -206,9 +229,26 @@ class PairedPatchDataModule(_PatchDataModule):
             pair = read_curated_pair(row.path)
             images = {"input": pair.input, "target": pair.target}
             subjects.append(
-                make_subject(images, pair.mask, pair.grid.voxel_size, pair.grid.origin, self.patch_options.patch_size, row.name)
+                make_subject(
+                    images, pair.mask, pair.grid.voxel_size, pair.grid.origin, self.patch_options.patch_size, row.name,
+                    resolution=None if self.resolution_augmentation is None else native_resolution(row, pair),
+                )
             )
         return subjects
+
+
+def native_resolution(row, pair) -> float:
+    """Resolution (Å) of a curated pair's target: the reported one, else curation's correlation resolution.
+
+    Raises:
+        InputError: the pair has neither (curated by an older cryomaps).
+    """
+    if row.reported_resolution_A not in ("", None):
+        return float(row.reported_resolution_A)
+    correlation = pair.metadata.get("correlation_resolution_A")
+    if correlation is None:
+        raise InputError(row.path, "no reported or correlation resolution for the target (curate it again)")
+    return float(correlation)
 
 
 class SingleMapPatchDataModule(_PatchDataModule):

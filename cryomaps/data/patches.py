@@ -22,6 +22,16 @@ Augmentation (training only, :func:`build_augmentation`):
   probability 0.25: ``RandomAnisotropy`` with a factor U(1, 1.5) along a random axis and B-spline
   upsampling; ``RandomBlur`` σ U(0, 0.5) Å (= voxels on 1 Å grids); ``RandomNoise`` σ U(0, 0.1).
 
+Resolution augmentation (training only, :class:`RandomTargetResolution`, for a generator
+conditioned on resolution): each subject carries its target's resolution (``"resolution"``, Å,
+:func:`make_subject`); with probability ``probability`` per subject load, a resolution R is drawn
+uniformly in [d₀, ``max_resolution``] and the whole padded target volume is low-pass filtered from
+d₀ to R (:func:`cryomaps.signal.low_pass_to_resolution`: Gaussian σ = 0.225·√(R² − d₀²), molmap
+convention), then rescaled so that its 99.9th percentile inside the mask equals the unfiltered
+target's; the subject's resolution becomes R. Every patch then carries its subject's resolution as
+a 0-d float32 tensor ``"resolution"`` (batched to (B,)). Filtering the whole volume, not a patch,
+avoids edge effects (the zero padding outside the box is exact for masked targets).
+
 Reproducibility. TorchIO draws all its random numbers (patch centres, queue shuffles, transform
 parameters) from torch's global generator. :class:`SeededPatchQueue` runs the queue inside
 ``torch.random.fork_rng`` with a generator state of its own, created from ``seed`` and carried over
@@ -41,8 +51,11 @@ import torch
 import torchio as tio
 
 from cryomaps.errors import InputError
+from cryomaps.signal import low_pass_to_resolution
 
 MASK_KEY = "mask"
+RESOLUTION_KEY = "resolution"
+RESCALE_PERCENTILE = 99.9
 
 
 def volume_affine(voxel_size, origin) -> np.ndarray:
@@ -53,7 +66,13 @@ def volume_affine(voxel_size, origin) -> np.ndarray:
 
 
 def make_subject(
-    images: Mapping[str, np.ndarray], mask: np.ndarray, voxel_size, origin, patch_size: int, name: str = ""
+    images: Mapping[str, np.ndarray],
+    mask: np.ndarray,
+    voxel_size,
+    origin,
+    patch_size: int,
+    name: str = "",
+    resolution: float | None = None,
 ) -> tio.Subject:
     """A TorchIO subject of (x, y, z) volumes on one grid, zero-padded by half a patch per side.
 
@@ -64,6 +83,8 @@ def make_subject(
         origin: (3,) Å, world position of voxel (0, 0, 0) of the unpadded volumes.
         patch_size: patch edge in voxels; the padding is ``patch_size // 2``.
         name: a label kept in the subject as ``"name"``.
+        resolution: Å, the resolution of the target, kept as ``"resolution"`` (and then served with
+            every patch) unless ``None``.
     """
     pad = patch_size // 2
     voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
@@ -74,7 +95,8 @@ def make_subject(
 
     subject_images = {key: tio.ScalarImage(tensor=padded(volume, np.float32), affine=affine) for key, volume in images.items()}
     subject_images[MASK_KEY] = tio.LabelMap(tensor=padded(np.asarray(mask) != 0, np.uint8), affine=affine)
-    return tio.Subject(subject_images, name=name)
+    extra = {} if resolution is None else {RESOLUTION_KEY: float(resolution)}
+    return tio.Subject(subject_images, name=name, **extra)
 
 
 @dataclass(frozen=True)
@@ -108,11 +130,75 @@ class RandomAxisPermutation(tio.transforms.augmentation.RandomTransform, tio.Spa
         return subject
 
 
-def build_augmentation(options: AugmentationOptions | None) -> tio.Compose | None:
-    """The training transform for ``options`` (``None``: no augmentation)."""
+@dataclass(frozen=True)
+class ResolutionAugmentationOptions:
+    """Low-pass filtering of targets to coarser resolutions (see the module docstring).
+
+    Attributes:
+        probability: chance per subject load that its target is filtered (else it stays native).
+        max_resolution: Å, upper end of the uniform range [native, max_resolution] R is drawn from.
+        keys: the images filtered (the struc2map target).
+    """
+
+    probability: float = 0.5
+    max_resolution: float = 14.0
+    keys: tuple[str, ...] = ("target",)
+
+    def __post_init__(self):
+        if not 0.0 <= self.probability <= 1.0:
+            raise InputError(None, f"resolution augmentation probability must be in [0, 1], got {self.probability}")
+        if not self.max_resolution > 0:
+            raise InputError(None, f"resolution augmentation max_resolution must be > 0 Å, got {self.max_resolution}")
+
+
+class RandomTargetResolution(tio.transforms.augmentation.RandomTransform, tio.IntensityTransform):
+    """With probability ``options.probability``, filter the targets to a random coarser resolution.
+
+    The subject must carry its native resolution as ``"resolution"`` (Å); it is replaced by the
+    resolution drawn. Subjects already at or beyond ``max_resolution`` are left as they are.
+    """
+
+    def __init__(self, options: ResolutionAugmentationOptions, **kwargs):
+        super().__init__(include=list(options.keys), **kwargs)
+        self.options = options
+        self.args_names = ["options"]
+
+    def apply_transform(self, subject: tio.Subject) -> tio.Subject:
+        if RESOLUTION_KEY not in subject:
+            raise InputError(None, f"resolution augmentation needs the targets' resolution (subject {subject.get('name', '')!r} has none)")
+        native = float(subject[RESOLUTION_KEY])
+        if torch.rand(()) >= self.options.probability or native >= self.options.max_resolution:
+            return subject
+        resolution = native + float(torch.rand(())) * (self.options.max_resolution - native)
+        inside = subject[MASK_KEY].data[0] > 0
+        for image in self.get_images(subject):
+            image.set_data(_filtered_like(image.data[0], image.spacing, native, resolution, inside)[None])
+        subject[RESOLUTION_KEY] = resolution
+        subject.update_attributes()  # TorchIO copies subjects through their attributes too
+        return subject
+
+
+def _filtered_like(volume: torch.Tensor, voxel_size, native: float, resolution: float, inside: torch.Tensor) -> torch.Tensor:
+    """``volume`` (x, y, z) filtered from ``native`` to ``resolution`` Å, rescaled so that its
+    99.9th percentile over ``inside`` is the unfiltered one's."""
+    filtered = low_pass_to_resolution(volume, voxel_size, native, resolution)
+    if not bool(inside.any()):
+        return filtered
+    before, after = (_percentile(values[inside]) for values in (volume, filtered))
+    return filtered * (before / after) if after > 0 else filtered
+
+
+def _percentile(values: torch.Tensor) -> float:
+    return float(np.percentile(values.numpy(), RESCALE_PERCENTILE))
+
+
+def build_augmentation(
+    options: AugmentationOptions | None, resolution: ResolutionAugmentationOptions | None = None
+) -> tio.Compose | None:
+    """The training transform for ``options`` and ``resolution`` (both ``None``: no augmentation)."""
+    transforms = [] if resolution is None else [RandomTargetResolution(resolution)]
     if options is None:
-        return None
-    transforms = []
+        return tio.Compose(transforms) if transforms else None
     if options.symmetries:
         transforms += [RandomAxisPermutation(), tio.RandomFlip(axes=(0, 1, 2), flip_probability=0.5)]
     if options.intensity_keys:
@@ -151,8 +237,12 @@ class PatchOptions:
 
 
 def patch_tensors(patch: tio.Subject, keys: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The (1, P, P, P) float32 tensors of ``keys`` in a patch (or subject)."""
-    return {key: patch[key].data.to(torch.float32) for key in keys}
+    """The (1, P, P, P) float32 tensors of ``keys`` in a patch (or subject), plus its
+    ``"resolution"`` (0-d float32, Å) when it carries one."""
+    tensors = {key: patch[key].data.to(torch.float32) for key in keys}
+    if RESOLUTION_KEY in patch:
+        tensors[RESOLUTION_KEY] = torch.tensor(float(patch[RESOLUTION_KEY]), dtype=torch.float32)
+    return tensors
 
 
 class SeededPatchQueue(torch.utils.data.Dataset):

@@ -6,10 +6,16 @@ experimental map with the model's atoms (:data:`METRICS`). Methods (:func:`check
 
 - ``generator``: the struc2map generator (:func:`cryomaps.inference.generate.generate_map`), bundled
   weights unless a weights file or checkpoint is given (a resolution-conditioned generator is given
-  the pair's reported resolution);
+  the pair's resolution: the reported one, or ``target_resolution``);
 - ``molmap_<d>A`` (e.g. ``molmap_2A``, ``molmap_4.5A``): ChimeraX-style molmap at d Å;
-- ``molmap_reported``: molmap at the pair's reported resolution;
+- ``molmap_reported``: molmap at the pair's resolution (reported, or ``target_resolution``);
 - ``peng``: the Peng electron potential with the model's B-factors, point sampled.
+
+With ``target_resolution`` R (Å), every experimental map is first low-pass filtered from its
+reported resolution d₀ to R with :func:`cryomaps.signal.low_pass_to_resolution` (Gaussian
+σ = 0.225·√(R² − d₀²), the filter that made the coarser training targets), and the pair is then
+evaluated at R; a pair without a reported resolution, or reported coarser than R, is skipped with
+its reason.
 
 A method that cannot make a map for a pair (``molmap_reported`` without a reported resolution, or
 any input error) is recorded with its reason instead of stopping the report. Outputs in the report
@@ -46,10 +52,11 @@ from cryomaps.metrics.evaluation import evaluate_maps
 from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_metric_boxplots
 from cryomaps.metrics.fsc import fourier_shell_correlation
 from cryomaps.render import render_structure
+from cryomaps.signal import low_pass_to_resolution
 
 METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean", "masked_corr", "fsc_0.5_A", "fsc_0.143_A")
 """The columns of :func:`cryomaps.metrics.evaluate_maps` with ``model_coords`` (resolutions in Å)."""
-ROW_COLUMNS = ("pair", "emdb_id", "split", "reported_resolution_A", "method", "status", "reason")
+ROW_COLUMNS = ("pair", "emdb_id", "split", "reported_resolution_A", "resolution_A", "method", "status", "reason")
 SUMMARY_COLUMNS = ("method", "metric", "n_pairs", "mean", "median")
 NAMED_METHODS = ("generator", "molmap_reported", "peng")
 MOLMAP_AT_RESOLUTION = re.compile(r"^molmap_(\d+(?:\.\d+)?)A$")
@@ -70,6 +77,8 @@ class ReportOptions:
         mask_radius: Å around atoms for the masked correlation.
         remove_waters, remove_hydrogens: how models are read.
         tiling: how the generator runs over a map.
+        target_resolution: Å; evaluate at this resolution, the experimental maps low-pass filtered
+            to it (module docstring); ``None``: at each pair's reported resolution.
     """
 
     methods: tuple[str, ...]
@@ -78,12 +87,16 @@ class ReportOptions:
     remove_waters: bool = True
     remove_hydrogens: bool = True
     tiling: TilingOptions = field(default_factory=TilingOptions)
+    target_resolution: float | None = None
 
     @classmethod
     def from_config(cls, config) -> "ReportOptions":
         """Options from the composed ``evaluate`` config; raises InputError for unknown methods."""
         methods = [config.methods] if isinstance(config.methods, str) else list(config.methods)
         tiling = config.tiling
+        target = config.get("target_resolution")
+        if target is not None and not (isinstance(target, (int, float)) and target > 0):
+            raise InputError(None, f"target_resolution must be a positive number of Å, got {target!r}")
         return cls(
             methods=check_methods([str(method) for method in methods]),
             generator_ckpt=None if config.generator_ckpt is None else Path(config.generator_ckpt),
@@ -96,17 +109,21 @@ class ReportOptions:
                 batch_size=int(tiling.batch_size),
                 device=tiling.device,
             ),
+            target_resolution=None if target is None else float(target),
         )
 
 
 @dataclass
 class Pair:
-    """One map-model pair, read: the experimental map, the model and the manifest's resolution (Å)."""
+    """One map-model pair, read: the experimental map, the model and the resolution (Å) it is
+    evaluated at (the manifest's, or the target resolution it was filtered to; ``None``: unknown).
+    ``unavailable`` says why no method can run on it (empty when they can)."""
 
     label: str
     experimental: DensityMap
     structure: Structure
-    reported_resolution: float | None
+    resolution: float | None
+    unavailable: str = ""
 
 
 @dataclass
@@ -189,7 +206,7 @@ def write_report(
         pair = load_pair(entry, options)
         results = [run_method(method, pair, generator, options) for method in options.methods]
         save_pair_figures(out_dir, pair, results)
-        rows.extend(metrics_rows(entry, results))
+        rows.extend(metrics_rows(entry, pair, results))
         if progress is not None:
             seconds = time.perf_counter() - started
             progress(f"[{number}/{len(entries)}] {entry.label}: {_outcomes(results)} ({seconds:.1f} s)")
@@ -220,15 +237,36 @@ def load_generator(checkpoint: Path | None) -> LoadedNetwork:
 
 
 def load_pair(entry: ManifestEntry, options: ReportOptions) -> Pair:
-    """Read one pair's experimental map and model."""
+    """Read one pair's experimental map and model; with ``options.target_resolution``, filter the map to it."""
     structure = read_structure(
         entry.model_path, remove_waters=options.remove_waters, remove_hydrogens=options.remove_hydrogens
     )
-    return Pair(entry.label, read_map(entry.map_path), structure, entry.reported_resolution_A)
+    pair = Pair(entry.label, read_map(entry.map_path), structure, entry.reported_resolution_A)
+    target = options.target_resolution
+    if target is None:
+        return pair
+    if pair.resolution is None:
+        pair.unavailable = f"target_resolution={target:g} needs the map's reported resolution; the manifest gives none"
+    elif target < pair.resolution:
+        pair.unavailable = f"target_resolution={target:g} Å is finer than the map's reported {pair.resolution:g} Å"
+    else:
+        pair.experimental = filtered_map(pair.experimental, pair.resolution, target)
+        pair.resolution = target
+    return pair
+
+
+def filtered_map(density_map: DensityMap, native_resolution: float, target_resolution: float) -> DensityMap:
+    """``density_map`` low-pass filtered from ``native_resolution`` to ``target_resolution`` (Å)."""
+    data = low_pass_to_resolution(
+        density_map.data.astype(np.float64), density_map.voxel_size, native_resolution, target_resolution
+    )
+    return DensityMap(data.numpy().astype(np.float32), density_map.voxel_size, density_map.origin)
 
 
 def run_method(method: str, pair: Pair, generator: LoadedNetwork | None, options: ReportOptions) -> MethodResult:
     """Make ``method``'s map of ``pair`` and score it, or record why it could not be made."""
+    if pair.unavailable:
+        return MethodResult(method, skipped_reason=pair.unavailable)
     try:
         density_map = make_method_map(method, pair, generator, options.tiling)
     except (MethodUnavailable, CryomapsError) as reason:
@@ -246,14 +284,14 @@ def make_method_map(
     if method == "generator":
         return generate_map(
             pair.structure, generator.network, generator.metadata,
-            like=pair.experimental, resolution=pair.reported_resolution, tiling=tiling,
+            like=pair.experimental, resolution=pair.resolution, tiling=tiling,
         )
     if method == "peng":
         return render_on_experimental_grid(pair, model="peng", sampling="point")
     if method == "molmap_reported":
-        if pair.reported_resolution is None:
+        if pair.resolution is None:
             raise MethodUnavailable("the manifest gives no reported resolution")
-        return render_on_experimental_grid(pair, model="molmap", resolution=pair.reported_resolution)
+        return render_on_experimental_grid(pair, model="molmap", resolution=pair.resolution)
     return render_on_experimental_grid(pair, model="molmap", resolution=molmap_resolution(method))
 
 
@@ -264,11 +302,11 @@ def render_on_experimental_grid(pair: Pair, **render_options) -> DensityMap:
     return DensityMap.from_grid(rendered.detach().cpu().numpy(), grid)
 
 
-def metrics_rows(entry: ManifestEntry, results: Sequence[MethodResult]) -> list[dict]:
+def metrics_rows(entry: ManifestEntry, pair: Pair, results: Sequence[MethodResult]) -> list[dict]:
     """The metrics.csv rows of one pair, one per method (metric values None when skipped)."""
-    resolution = entry.reported_resolution_A
+    evaluated_at = None if pair.unavailable else pair.resolution
     pair_columns = {"pair": entry.label, "emdb_id": entry.emdb_id, "split": entry.split,
-                    "reported_resolution_A": resolution}
+                    "reported_resolution_A": entry.reported_resolution_A, "resolution_A": evaluated_at}
     rows = []
     for result in results:
         status = "skipped" if result.scores is None else "ok"
