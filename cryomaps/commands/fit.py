@@ -57,6 +57,7 @@ def load_inputs(args):
     density_map = read_map(args.map_file)
     options.check_map_informative(density_map, args.map_file)
     options.check_model_in_grid(structure, density_map.grid, f"the map {args.map_file}")
+    options.check_resolution_sampled(args.resolution, args.resolution_mode, density_map.grid)
     return structure, density_map
 
 
