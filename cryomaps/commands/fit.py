@@ -99,7 +99,7 @@ def run(args) -> int:
         write_json_atomically(args.json, {"model": args.model_file, "map": args.map_file,
                                           "resolution_A": args.resolution, **log})
     if args.png:
-        from cryomaps.fit.figures import save_score_plot
+        from cryomaps.metrics.figures import save_score_plot
 
         save_score_plot(args.png, {f"solution {rank}": fit.stage_scores for rank, fit in enumerate(fits, 1)},
                         x_label="stage (coarse to fine)", title=f"cryomaps fit ({args.search})")

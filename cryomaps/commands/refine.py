@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from cryomaps.fit.figures import save_score_plot
+    from cryomaps.metrics.figures import save_score_plot
     from cryomaps.fit.refine import RefineOptions, refine
     from cryomaps.io.atomic import write_json_atomically
     from cryomaps.io.structure_output import moved_copy, write_structure

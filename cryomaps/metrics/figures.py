@@ -1,4 +1,4 @@
-"""Evaluation figures: central slices of maps and of local-resolution maps, box plots of metrics, FSC curves.
+"""Figures: central slices of maps and of local-resolution maps, box plots of metrics, FSC curves, scores per step.
 
 Matplotlib is imported inside the functions and drawn through its Agg canvas directly (no pyplot,
 no global backend switch), so these work on machines without a display and inside training loops.
@@ -184,6 +184,23 @@ def save_fsc_curves(
     axis.set_ylabel("FSC")
     axis.set_ylim(-0.1, 1.05)
     axis.legend(fontsize=8)
+    figure.tight_layout()
+    return _save_png(figure, path)
+
+
+def save_score_plot(path: str | os.PathLike, series: Mapping[str, Sequence[float]], x_label: str,
+                    title: str, y_label: str = "correlation about the mean", dpi: int = 110) -> Path:
+    """Scores per step (fitting stages, refinement macro-cycles): each named series against 0, 1, ... (PNG)."""
+    figure = _new_figure(5.0, 3.4, dpi)
+    axes = figure.add_subplot(1, 1, 1)
+    for name, values in series.items():
+        axes.plot(range(len(values)), list(values), marker="o", label=name)
+    axes.set_xlabel(x_label)
+    axes.set_ylabel(y_label)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    if len(series) > 1:
+        axes.legend(fontsize=8)
     figure.tight_layout()
     return _save_png(figure, path)
 
