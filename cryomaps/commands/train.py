@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 HELP = "train a network (Hydra overrides, e.g. task=struc2map model=s2m_small trainer.max_epochs=3)"
@@ -41,7 +43,7 @@ def compose_and_run(config_name: str, args) -> int:
         raise InputError(None, f"required setting(s) not given: {', '.join(missing)} (add them as key=value)")
     from cryomaps.tasks.training import run_finetuning, run_training
 
-    quiet_seed_message()
+    route_lightning_messages()
     from cryomaps.errors import CryomapsError
 
     new_folders = missing_folders(Path(str(config.run_dir)))
@@ -76,11 +78,31 @@ def remove_unused_run_folders(new_folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def quiet_seed_message() -> None:
-    """Keep Lightning's "Seed set to N" line off stderr (the seed is in the run's config), so that a
-    configuration error found while the task is built is the only line a failed start prints."""
-    import logging
+class _CurrentStdoutHandler(logging.StreamHandler):
+    """A log handler writing to whatever ``sys.stdout`` is when a record is emitted."""
 
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+def route_lightning_messages() -> None:
+    """Send Lightning's information lines ("GPU available ...") to stdout and keep "Seed set to N"
+    quiet (the seed is in the run's config), so that a failed run's one-line error is the only line
+    on stderr; Lightning's warnings still go through Python's warnings to stderr."""
+    import lightning.pytorch  # noqa: F401  (it installs its stderr handlers when first imported)
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        if not any(isinstance(handler, _CurrentStdoutHandler) for handler in logger.handlers):
+            logger.addHandler(_CurrentStdoutHandler())
     logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from cryomaps.config import to_plain
 from cryomaps.errors import InputError
+from cryomaps.io.atomic import write_text_atomically
 
 TASK_CLASSES = {
     "struc2map": ("cryomaps.tasks.struc2map", "Struc2MapTask"),
@@ -123,7 +124,7 @@ def prepare_run_dir(config) -> Path:
 
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(config, resolve=True))
+    write_text_atomically(run_dir / "config.yaml", OmegaConf.to_yaml(config, resolve=True))
     return run_dir
 
 
