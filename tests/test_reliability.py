@@ -542,3 +542,16 @@ def test_bad_input_end_to_end_in_a_real_process(bad, argv):
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and TRACEBACK not in done.stderr, done.stderr
     assert _snapshot(bad["folder"]) == before
+
+
+def test_lightning_information_lines_stay_off_stderr(capsys):
+    """A failed run's one-line error must stand alone on stderr: Lightning's banner goes to stdout."""
+    import logging
+
+    from cryomaps.commands.train import route_lightning_messages
+
+    route_lightning_messages()
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").info("GPU available: False, used: False")
+    captured = capsys.readouterr()
+    assert "GPU available" in captured.out
+    assert "GPU available" not in captured.err
