@@ -1,22 +1,22 @@
 """Train the bundled struc2map generator (cryomaps/weights/struc2map_small.pt) on CPU.
 
-Reproduces the shipped weights: the small U-Net++ generator, conditioned on target resolution
-(FiLM), trained on the shared example pairs (``data_manifests/example_pairs.csv``; pairs marked
-``val`` are held out), then copied into the package. Two stages, each a plain ``cryomaps train``
-configuration (every setting is an override listed below and printed by the script):
+The small U-Net++ generator trained on the shared example pairs (``data_manifests/example_pairs.csv``;
+pairs marked ``val`` are held out), then copied into the package. Each stage is a plain
+``cryomaps train`` configuration (every setting is an override listed below and printed):
 
-1. ``unconditioned``: the generator without conditioning, targets at their own resolution
-   (:func:`unconditioned_overrides`; the previous bundled model).
-2. ``conditioned``: the same generator with ``resolution_conditioning=true``, started from stage
-   1's weights (the FiLM maps start at zero, so it starts as the stage-1 generator), trained with
-   targets at their own resolution d₀ and, with probability 0.5 per volume load, low-pass filtered
-   to R ~ U(d₀, 14 Å) with a Gaussian of σ = 0.225·√(R² − d₀²), conditioning value R
-   (:func:`conditioned_overrides`; :mod:`cryomaps.data.patches`).
+1. ``unconditioned`` (the shipped weights): the generator without conditioning, targets at their
+   own resolution (:func:`unconditioned_overrides`).
+2. ``conditioned`` (``--conditioned``; trained and evaluated, not shipped: README "Generate"): the
+   same generator with ``resolution_conditioning=true``, started from stage 1's weights (the FiLM
+   maps start at zero, so it starts as the stage-1 generator), trained with targets at their own
+   resolution d₀ and, with probability 0.5 per volume load, low-pass filtered to R ~ U(d₀, 14 Å)
+   with a Gaussian of σ = 0.225·√(R² − d₀²), conditioning value R (:func:`conditioned_overrides`;
+   :mod:`cryomaps.data.patches`).
 
 Run from the repository root with the shared data in place::
 
-    python scripts/train_bundled_generator.py                       # both stages
-    python scripts/train_bundled_generator.py --init WEIGHTS.pt      # stage 2 only, from stage-1 weights
+    python scripts/train_bundled_generator.py                                   # stage 1 (shipped)
+    python scripts/train_bundled_generator.py --conditioned --init WEIGHTS.pt   # stage 2 from stage-1 weights
 """
 
 from __future__ import annotations
@@ -96,23 +96,28 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=50, help="stage-2 epochs (4 batches each)")
     parser.add_argument("--stage1-epochs", type=int, default=30)
     parser.add_argument("--run-dir", default="outputs/bundled_generator")
-    parser.add_argument("--init", type=Path, help="stage-1 generator weights: skip stage 1")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted stage-2 run")
+    parser.add_argument("--conditioned", action="store_true", help="also run stage 2 and ship its weights")
+    parser.add_argument("--init", type=Path, help="stage-1 generator weights: skip stage 1 (with --conditioned)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run (of the last stage run)")
     args = parser.parse_args()
+    if args.init is not None and not args.conditioned:
+        raise SystemExit("--init only skips stage 1 of a --conditioned run")
     run_dir = Path(args.run_dir)
     curated = str(run_dir / "curated")
-    init = args.init
+    trained, init = run_dir / "unconditioned", args.init
     if init is None:
         from cryomaps.cli import main as cli_main
 
-        stage1 = unconditioned_overrides(str(run_dir / "unconditioned"), curated, args.stage1_epochs)
+        stage1 = unconditioned_overrides(str(trained), curated, args.stage1_epochs)
+        stage1 += ["resume=true"] if args.resume and not args.conditioned else []
         print("stage 1: cryomaps train " + " ".join(stage1))
         if cli_main(["train", *stage1]) != 0:
             return 1
-        init = run_dir / "unconditioned" / "generator.pt"
-    stage2 = conditioned_overrides(str(run_dir / "conditioned"), curated, args.epochs)
-    print(f"stage 2 (from {init}): " + " ".join(stage2))
-    trained = train_conditioned(stage2, init, args.resume)
+        init = trained / "generator.pt"
+    if args.conditioned:
+        stage2 = conditioned_overrides(str(run_dir / "conditioned"), curated, args.epochs)
+        print(f"stage 2 (from {init}): " + " ".join(stage2))
+        trained = train_conditioned(stage2, init, args.resume)
 
     from cryomaps.io.atomic import write_bytes_atomically
 
