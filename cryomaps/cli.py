@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -73,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from cryomaps.errors import CryomapsError
+
+    # OpenMP threads that wait for each other sleep instead of spinning (set before torch loads):
+    # on a busy 2-core machine spinning made generate 2.4x and half-map locres 1.4x slower.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     parser = build_parser()
     try:

@@ -20,8 +20,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--padding", type=options.padding, default=8.0, help="Å of space around the model (default 8)")
     parser.add_argument("--tiling", choices=["blend", "published"], default="blend",
                         help="blend: overlapping tiles averaged smoothly (default); published: 32³ tiles, 20³ cores, hard stitching")
-    parser.add_argument("--tile-size", type=options.int_range(8, 256), default=32, help="tile edge in voxels (blend mode)")
-    parser.add_argument("--overlap", type=options.int_range(0), default=16, help="voxels shared by neighbouring tiles (blend mode)")
+    parser.add_argument("--tile-size", type=options.int_range(8, 256), default=None,
+                        help="tile edge in voxels (blend mode; default 48, measured in the README)")
+    parser.add_argument("--overlap", type=options.int_range(0), default=None,
+                        help="voxels shared by neighbouring tiles (blend mode; default 16)")
     parser.add_argument("--batch-size", type=options.int_range(1, 4096), default=8, help="tiles per network call")
     parser.add_argument("--device", type=options.device, help="cpu, cuda, cuda:1 … (default: CUDA when available)")
     parser.add_argument("--png", type=options.output_file, help="also write a PNG of the map's central slices")
@@ -44,6 +46,8 @@ def run(args) -> int:
     if like is not None:
         options.check_map_informative(like, args.like, require_variation=False)  # only its grid is used
         options.check_model_in_grid(structure, like.grid, f"the --like map {args.like}")
+    args.tile_size = TilingOptions.tile_size if args.tile_size is None else args.tile_size
+    args.overlap = TilingOptions.overlap if args.overlap is None else args.overlap
     weights = args.ckpt or bundled_weights_path("generator")
     loaded = load_network(weights, "generator")
     check_tiling(args, loaded, weights)

@@ -32,7 +32,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-flip-average", dest="flip_average", action="store_false",
                         help="single-map mode: skip the second, inverted pass that is averaged in (twice as fast)")
     parser.add_argument("--window", type=options.positive_float, default=25.0, help="window diameter at half weight, Å (25)")
-    parser.add_argument("--step", type=options.positive_float, default=None, help="distance between estimates, Å (window/4)")
+    parser.add_argument("--step", type=options.positive_float, default=None, help="distance between estimates, Å (window/3)")
     parser.add_argument("--soft-edge", type=options.non_negative_float, default=5.0, help="raised-cosine window edge width, Å (5)")
     parser.add_argument("--shape", choices=("sphere", "cube"), default="sphere", help="window shape (sphere)")
     parser.add_argument("--threshold", type=options.float_range(0.0, 1.0, exclusive_minimum=True), default=0.143, help="FSC threshold (0.143)")
