@@ -298,7 +298,8 @@ BAD_OPTIONS = [
        ["--resolution", "Nyquist"]) for value in ("0.1", "3.9")],
     *[(["generate", "{model.pdb}", "-o", "@o.mrc", "--padding", value], ["--padding"]) for value in ("-5", "inf", "nan")],
     *[(["generate", "{model.pdb}", "-o", "@o.mrc", "--tile-size", value], ["--tile-size"]) for value in ("0", "7", "-32", "12")],
-    *[(["generate", "{model.pdb}", "-o", "@o.mrc", "--overlap", value], ["--overlap"]) for value in ("32", "-1")],
+    *[(["generate", "{model.pdb}", "-o", "@o.mrc", "--overlap", value], ["--overlap"]) for value in ("48", "-1")],
+    (["generate", "{model.pdb}", "-o", "@o.mrc", "--tile-size", "32", "--overlap", "32"], ["--overlap"]),
     (["generate", "{model.pdb}", "-o", "@o.mrc", "--batch-size", "0"], ["--batch-size"]),
     *[(["locres", "--half1", "{half1.mrc}", "--half2", "{half2.mrc}", "-o", "@o.mrc", "--window", value], ["--window"])
       for value in ("10000", "0", "-5", "nan", "1")],

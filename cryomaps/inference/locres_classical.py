@@ -46,6 +46,7 @@ import torch
 
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
+from cryomaps.render.finite_resolution import fft_size
 
 DEFAULT_WINDOW = 25.0
 """Window diameter (Å) at half weight."""
@@ -92,19 +93,6 @@ class WindowGeometry:
         return tuple(n // 2 for n in self.box)
 
 
-def fast_fft_size(minimum: int) -> int:
-    """Smallest integer >= ``minimum`` whose prime factors are all 2, 3 or 5."""
-    size = max(1, int(minimum))
-    while True:
-        remainder = size
-        for prime in (2, 3, 5):
-            while remainder % prime == 0:
-                remainder //= prime
-        if remainder == 1:
-            return size
-        size += 1
-
-
 def nyquist_resolution(voxel_size) -> float:
     """Finest resolution (Å) a map of ``voxel_size`` (Å, scalar or per axis) can hold: twice its coarsest voxel edge."""
     return 2.0 * float(np.max(voxel_size))
@@ -139,7 +127,7 @@ def window_geometry(
     voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
     radius = window / 2
     reach = np.ceil((radius + soft_edge / 2) / voxel - 1e-6).astype(int)
-    box = [fast_fft_size(2 * r + 1) for r in reach]
+    box = [fft_size(2 * r + 1) for r in reach]
     offsets = [
         (torch.arange(n, device=device, dtype=torch.float64) - n // 2) * float(h) for n, h in zip(box, voxel)
     ]
