@@ -121,3 +121,29 @@ def test_spectral_resolution_tracks_the_filter_on_a_real_map(shared_pairs):
     ]
     assert estimates[0] < estimates[1] < estimates[2]
     assert np.all(np.abs(np.array(estimates) - [5.0, 8.0, 12.0]) < 1.6), estimates
+
+
+def test_generate_with_like_and_no_resolution_prints_the_estimate_it_conditions_on(tmp_path, shared_pairs, capsys):
+    """A conditioned generator (FiLM, tiny, random) on the spike map: the CLI says what it assumed."""
+    from cryomaps.cli import main as cli_main
+    from cryomaps.io import read_map
+    from cryomaps.io.weights import save_network
+    from cryomaps.models.registry import build_generator
+    from cryomaps.signal.resolution import spectral_resolution
+
+    row = next(row for row in shared_pairs if row["name"] == "EMD-21457_spike_NTD_segment")
+    hyperparameters = {"preset": "small", "channels": [2, 4], "resolution_conditioning": True}
+    metadata = {"input": {"model": "molmap", "resolution": 2.0, "sampling": "point"}, "voxel_size": 1.0}
+    weights = save_network(tmp_path / "film.pt", "generator", build_generator(**hyperparameters), hyperparameters, metadata=metadata)
+    output = tmp_path / "generated.mrc"
+    arguments = ["generate", str(row["model_path"]), "-o", str(output), "--ckpt", str(weights), "--overlap", "0"]
+    assert cli_main([*arguments, "--like", str(row["map_path"])]) == 0
+    printed = capsys.readouterr().out
+    like = read_map(row["map_path"])
+    structure = read_structure(row["model_path"], remove_waters=True, remove_hydrogens=True)
+    sharp = 2.0 * float(like.voxel_size.max())
+    model = render_structure(structure, like.grid, model="molmap", resolution=sharp).numpy()
+    expected = spectral_resolution(like.data, model, like.voxel_size, sharp)
+    assert f"assumed resolution {expected:.1f} Å (estimated from the --like map" in printed
+    assert read_map(output).data.shape == like.data.shape
+    assert cli_main(arguments) == 0 and "assumed resolution 3.0 Å (the default" in capsys.readouterr().out

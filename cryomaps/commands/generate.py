@@ -13,8 +13,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--like", help="write the map on this reference map's grid (voxel size, origin, box)")
     parser.add_argument(
         "--resolution", type=options.resolution,
-        help="target resolution (Å): conditions a resolution-aware generator; for others the output is "
-        "low-pass filtered with a Gaussian of σ = 0.225·resolution (molmap convention)",
+        help="target resolution (Å): conditions a resolution-aware generator (default: estimated from the --like "
+        "map, else 3 Å, and printed); for others the output is low-pass filtered with a Gaussian of "
+        "σ = 0.225·resolution (molmap convention)",
     )
     parser.add_argument("--ckpt", help="generator weights (.pt) or training checkpoint (.ckpt); default: the bundled model")
     parser.add_argument("--padding", type=options.padding, default=8.0, help="Å of space around the model (default 8)")
@@ -32,7 +33,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
-    from cryomaps.inference.generate import TilingOptions, generate_map, low_pass
+    from cryomaps.inference.generate import TilingOptions, assumed_resolution, generate_map, low_pass
 
     from cryomaps.io.weights import bundled_weights_path
     from cryomaps.io import read_map, read_structure, write_map
@@ -52,7 +53,11 @@ def run(args) -> int:
     loaded = load_network(weights, "generator")
     check_tiling(args, loaded, weights)
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
-    generated = generate_map(structure, loaded.network, loaded.metadata, args.padding, like, args.resolution, tiling)
+    resolution = args.resolution
+    if resolution is None and loaded.network.embedding is not None:
+        resolution, how = assumed_resolution(structure, like)
+        print(f"assumed resolution {resolution:.1f} Å ({how})")
+    generated = generate_map(structure, loaded.network, loaded.metadata, args.padding, like, resolution, tiling)
     if args.resolution is not None and loaded.network.embedding is None:
         generated = low_pass(generated, args.resolution)
     write_map(args.output, generated, label=f"cryomaps generate {structure.n_atoms} atoms")

@@ -104,17 +104,35 @@ def _resolution_condition(generator: torch.nn.Module, resolution: float | None) 
     return torch.tensor([float(resolution)])
 
 
-def low_pass(density_map: DensityMap, resolution: float, sigma_factor: float | None = None) -> DensityMap:
-    """Blur a map with a Gaussian of σ = ``sigma_factor``·``resolution`` Å (molmap convention), by FFT."""
+def low_pass(density_map: DensityMap, resolution: float) -> DensityMap:
+    """Blur a map with a Gaussian of σ = 0.225·``resolution`` Å (molmap convention; :mod:`cryomaps.signal`)."""
     from cryomaps.render import MOLMAP_SIGMA_FACTOR
+    from cryomaps.signal import gaussian_low_pass
 
-    data = torch.from_numpy(density_map.data.astype(np.float64))
-    sigma = (MOLMAP_SIGMA_FACTOR if sigma_factor is None else sigma_factor) * resolution
-    transfer = torch.ones(())
-    for axis, (length, spacing) in enumerate(zip(data.shape, density_map.voxel_size)):
-        frequency = torch.fft.rfftfreq(length, d=spacing) if axis == 2 else torch.fft.fftfreq(length, d=spacing)
-        shape = [1, 1, 1]
-        shape[axis] = -1
-        transfer = transfer * torch.exp(-2.0 * (math.pi * sigma * frequency) ** 2).view(shape)
-    blurred = torch.fft.irfftn(torch.fft.rfftn(data) * transfer, s=data.shape)
+    blurred = gaussian_low_pass(density_map.data.astype(np.float64), density_map.voxel_size, MOLMAP_SIGMA_FACTOR * resolution)
     return DensityMap(blurred.float().numpy(), density_map.voxel_size, density_map.origin)
+
+
+DEFAULT_RESOLUTION = 3.0
+"""Å assumed for a resolution-conditioned generator given neither a resolution nor a ``like`` map."""
+
+
+def assumed_resolution(structure: Structure, like: DensityMap | None) -> tuple[float, str]:
+    """The resolution (Å) to condition a generator on when none is given, and how it was chosen.
+
+    With ``like``: the FSC-free spectral estimate of :func:`cryomaps.signal.resolution.spectral_resolution`
+    (the map's Fourier falloff against the model's molmap at twice the map's voxel size); without
+    it, or when the map follows the model too little to fit a falloff, :data:`DEFAULT_RESOLUTION`.
+    """
+    from cryomaps.render import render_structure
+    from cryomaps.signal.resolution import ResolutionEstimateError, spectral_resolution
+
+    if like is None:
+        return DEFAULT_RESOLUTION, "the default; give --resolution to choose"
+    sharp = 2.0 * float(like.voxel_size.max())
+    model = render_structure(structure, like.grid, model="molmap", resolution=sharp).detach().cpu().numpy()
+    try:
+        estimate = spectral_resolution(like.data, model, like.voxel_size, sharp)
+    except ResolutionEstimateError as reason:
+        return DEFAULT_RESOLUTION, f"the default: no estimate from the --like map ({reason})"
+    return estimate, "estimated from the --like map by its Fourier falloff against the model's molmap"
