@@ -59,7 +59,7 @@ def unconditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 30) ->
     ]
 
 
-def conditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 50) -> list[str]:
+def conditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 72) -> list[str]:
     """Stage 2: 8 patches per volume load (more resolutions drawn), 4 batches per epoch,
     validation every 4 epochs (so the plateau patience counts the same number of steps as stage 1)."""
     return common_overrides(run_dir, curated_dir) + [
@@ -93,7 +93,7 @@ def train_conditioned(overrides: list[str], init: Path, resume: bool) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=50, help="stage-2 epochs (4 batches each)")
+    parser.add_argument("--epochs", type=int, default=72, help="stage-2 epochs (4 batches each)")
     parser.add_argument("--stage1-epochs", type=int, default=30)
     parser.add_argument("--run-dir", default="outputs/bundled_generator")
     parser.add_argument("--conditioned", action="store_true", help="also run stage 2 and ship its weights")
