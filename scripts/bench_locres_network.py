@@ -59,7 +59,7 @@ def score_map(
 ) -> dict:
     """Scores (Å, IoU, seconds) of the network, the trivial predictor and the classical estimator on one map;
     with ``figure``, also a PNG of central slices of the map, the truth and both estimates inside the true mask."""
-    from cryomaps.inference.locres_classical import local_resolution
+    from cryomaps.signal.local_fsc import local_resolution
     from cryomaps.data.synthetic import synthetic_example
     from cryomaps.inference.locres_network import predict_local_resolution
     from cryomaps.metrics import local_resolution_rmse, mask_iou

@@ -11,7 +11,7 @@ import torch
 
 from cryomaps.cli import main as cli_main
 from cryomaps.data.synthetic import helix_bundle, two_region_resolution, synthesize_half_maps
-from cryomaps.inference.locres_network import (
+from cryomaps.data.locres_input import (
     InputPreparation,
     prepare_map,
     prepare_training_volume,

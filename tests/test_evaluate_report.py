@@ -17,7 +17,7 @@ import pytest
 from cryomaps import cli
 from cryomaps.data.manifest import read_manifest, write_manifest
 from cryomaps.errors import InputError
-from cryomaps.metrics.report import METRICS, check_methods
+from cryomaps.workflows.report import METRICS, check_methods
 
 SPIKE, STRUDEL = "EMD-21457_spike_NTD_segment", "strudel_6272_segment"  # 3.2 Å (val); no reported resolution
 METHODS = ("generator", "molmap_2A", "molmap_reported", "peng")
@@ -166,7 +166,7 @@ def test_target_resolution_filters_the_reference_and_evaluates_molmap_there(mani
     and fits that map better than molmap at 3.2 Å does; the pair without a resolution is skipped."""
     from cryomaps.io import DensityMap, read_map, read_structure
     from cryomaps.metrics import evaluate_maps
-    from cryomaps.metrics.report import filtered_map
+    from cryomaps.workflows.report import filtered_map
     from cryomaps.render import render_structure
 
     out = tmp_path / "report"

@@ -36,7 +36,7 @@ def test_threshold_mask_finds_the_molecule(pair):
 
 
 def test_half_map_labels_are_the_local_fsc_on_the_prepared_grid(pair):
-    from cryomaps.inference.locres_classical import local_resolution
+    from cryomaps.signal.local_fsc import local_resolution
 
     volume = half_map_volume(pair.half1, pair.half2, pair.mask.data, window=20.0)
     inside = volume["mask"] > 0.5
@@ -53,7 +53,7 @@ def test_half_map_labels_are_the_local_fsc_on_the_prepared_grid(pair):
 
 def on_prepared_grid(density, volume: dict) -> np.ndarray:
     """A map's values on a prepared volume's grid (nearest voxel, 100 Å outside)."""
-    from cryomaps.inference.locres_network import nearest_on_grid
+    from cryomaps.data.locres_input import nearest_on_grid
     from cryomaps.io import Grid
 
     grid = Grid(volume["map"].shape, volume["voxel_size"], volume["origin"])

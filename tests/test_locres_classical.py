@@ -1,4 +1,4 @@
-"""Classical local resolution by windowed FSC (cryomaps.inference.locres_classical) and its command."""
+"""Classical local resolution by windowed FSC (cryomaps.signal.local_fsc) and its command."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from cryomaps.cli import main
 from cryomaps.data.synthetic import helix_bundle, synthesize_half_maps, two_region_resolution, write_synthetic
 from cryomaps.errors import InputError
-from cryomaps.inference.locres_classical import (
+from cryomaps.signal.local_fsc import (
     BACKGROUND_RESOLUTION,
     active_step_points,
     frequency_shells,

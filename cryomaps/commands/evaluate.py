@@ -10,7 +10,7 @@ Report mode, chosen by giving Hydra ``key=value`` overrides of ``configs/evaluat
                       [split=val] [generator_ckpt=PATH]
 
 makes every method's map of every pair, scores it against the experimental map and writes
-metrics.csv, summary.csv and PNG figures into DIR (see :mod:`cryomaps.metrics.report`), then prints
+metrics.csv, summary.csv and PNG figures into DIR (see :mod:`cryomaps.workflows.report`), then prints
 the summary table. ``--pred`` and ``--ref`` are checked in :func:`run` rather than by argparse so
 that the two modes share this parser.
 """
@@ -75,10 +75,10 @@ def run(args) -> int:
 
 
 def run_report(args) -> int:
-    """Write the manifest report (:func:`cryomaps.metrics.report.report_from_config`) and print its summary."""
+    """Write the manifest report (:func:`cryomaps.workflows.report.report_from_config`) and print its summary."""
     from cryomaps.config import compose_config
     from cryomaps.errors import InputError
-    from cryomaps.metrics.report import format_summary, report_from_config
+    from cryomaps.workflows.report import format_summary, report_from_config
 
     given = [option for name, option in SINGLE_PAIR_OPTIONS.items() if getattr(args, name) is not None]
     if given:

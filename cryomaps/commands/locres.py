@@ -6,7 +6,7 @@ Two modes:
   (:mod:`cryomaps.inference.locres_network`; the bundled weights unless ``--ckpt``) predicts the
   local resolution and the molecular mask; both are written on the input map's grid.
 - half maps (``--half1 H1 --half2 H2``): classical windowed local FSC
-  (:mod:`cryomaps.inference.locres_classical`).
+  (:mod:`cryomaps.signal.local_fsc`).
 
 Outside the (given or predicted) mask the local resolution is ``--background`` (100 Å).
 """
@@ -61,7 +61,7 @@ def run(args) -> int:
 
     if args.mask_out is not None or args.ckpt is not None or args.overlap is not None or not args.flip_average:
         raise InputError(None, "--mask-out, --ckpt, --overlap and --no-flip-average belong to the single-map mode")
-    from cryomaps.inference.locres_classical import local_resolution, mask_on_grid, summary_statistics
+    from cryomaps.signal.local_fsc import local_resolution, mask_on_grid, summary_statistics
     from cryomaps.io import read_map, write_map
 
     start = time.perf_counter()

@@ -4,10 +4,10 @@ For users' own data (fine-tuning the CryoRes network on their half maps) and for
 maps labelled as an experimentalist would label them. Each volume is
 ``{"map", "locres", "mask", "voxel_size", "origin"}`` as
 :class:`cryomaps.data.datamodules.SingleMapPatchDataModule` takes it, prepared exactly as
-``cryomaps locres MAP`` prepares a single map (:func:`cryomaps.inference.locres_network.prepare_training_volume`):
+``cryomaps locres MAP`` prepares a single map (:func:`cryomaps.data.locres_input.prepare_training_volume`):
 
 - ``map``: the average of the two half maps (the map a user would give the network);
-- ``locres``: windowed local FSC of the half maps (:func:`cryomaps.inference.locres_classical.local_resolution`,
+- ``locres``: windowed local FSC of the half maps (:func:`cryomaps.signal.local_fsc.local_resolution`,
   ``window`` Å, FSC ``threshold``) inside the mask;
 - ``mask``: the given mask (> 0.5 inside), or, without one, :func:`cryomaps.metrics.masks.threshold_mask` of the average
   (Otsu threshold of the map smoothed by 3 Å).
@@ -42,7 +42,7 @@ def labelled_half_maps(
     """An unprepared volume ``{"map", "locres", "mask", "voxel_size", "origin"}`` on the half maps'
     grid: their average, their local FSC (``window`` Å, FSC ``threshold``) inside ``mask`` (x, y, z,
     > 0.5 inside; default :func:`cryomaps.metrics.masks.threshold_mask` of the average), and the mask."""
-    from cryomaps.inference.locres_classical import check_same_grid, local_resolution
+    from cryomaps.signal.local_fsc import check_same_grid, local_resolution
 
     grid = check_same_grid(half1, half2)
     full = DensityMap.from_grid((half1.data + half2.data) / 2, grid)
@@ -62,7 +62,7 @@ def half_map_volume(
 ) -> dict:
     """One prepared training volume from two half maps (module docstring): :func:`labelled_half_maps`
     prepared with ``preparation`` (the network's input-preparation metadata; defaults when None)."""
-    from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
+    from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
 
     settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
     return prepare_training_volume(labelled_half_maps(half1, half2, mask, window, threshold), settings)

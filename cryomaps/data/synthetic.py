@@ -5,7 +5,7 @@ with one B-factor per atom, chosen from the atom's target local resolution; two 
 independent white Gaussian noise of standard deviation ``noise_sd`` per voxel.
 
 **Resolution ↔ B-factor convention (FSC-equivalent resolution).** The target local resolution
-``d`` of an atom is the resolution that the local FSC of :mod:`cryomaps.inference.locres_classical`
+``d`` of an atom is the resolution that the local FSC of :mod:`cryomaps.signal.local_fsc`
 (same window diameter, soft edge, shape and threshold) reports *in expectation* for a window
 centred on that atom, when the window is filled with carbon atoms at uncorrelated positions (Wilson
 statistics) at the atom's local density, all with the atom's B-factor, and both half maps carry
@@ -36,7 +36,7 @@ departures of real atom arrangements (helices, sheets) from Wilson statistics.
 
 The true local-resolution map holds, for each voxel within ``mask_radius`` of an atom (the
 molecular mask), the truth of the nearest atom; other voxels hold ``background`` (100 Å, the
-convention of :mod:`cryomaps.inference.locres_classical`). Arrays are indexed (x, y, z), lengths in Å.
+convention of :mod:`cryomaps.signal.local_fsc`). Arrays are indexed (x, y, z), lengths in Å.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ class ExpectedFsc:
         """Expected FSC resolution (Å), (len(density), T): atom density (Å⁻³) x tabulated B."""
         import torch
 
-        from cryomaps.inference.locres_classical import fsc_crossing_resolution
+        from cryomaps.signal.local_fsc import fsc_crossing_resolution
 
         signal = np.asarray(density, dtype=np.float64)[:, None, None] * self.signal[None]
         fsc = signal / (signal + noise_variance * self.noise)
@@ -233,7 +233,7 @@ def expected_fsc_table(
     """Tabulate the expected signal and noise shell powers of the estimator's window (module doc)."""
     import torch
 
-    from cryomaps.inference.locres_classical import frequency_shells, nyquist_resolution, window_geometry
+    from cryomaps.signal.local_fsc import frequency_shells, nyquist_resolution, window_geometry
     from cryomaps.render import peng_coefficients
 
     geometry = window_geometry(voxel_size, window, soft_edge, shape, dtype=torch.float64)
@@ -330,7 +330,7 @@ def synthesize_half_maps(
             so that the finest-target atoms get ``finest_b_factor`` (see the module docstring).
         finest_b_factor: Å², used only when ``noise_sd`` is None.
         window, soft_edge, shape, threshold: the local-FSC setting the truth refers to (defaults of
-            :mod:`cryomaps.inference.locres_classical`).
+            :mod:`cryomaps.signal.local_fsc`).
         mask_radius: Å around atoms for the molecular mask.
         background: true-resolution value outside the mask (default 100 Å).
         seed: seeds the noise; the same inputs and seed give identical maps.
@@ -339,7 +339,7 @@ def synthesize_half_maps(
     """
     import torch
 
-    from cryomaps.inference import locres_classical as locres
+    from cryomaps.signal import local_fsc as locres
     from cryomaps.metrics.masks import atom_mask
     from cryomaps.render import render_density
 
@@ -530,7 +530,7 @@ def synthetic_training_volumes(
     labels from experimental half maps would be).
     """
     from cryomaps.data.half_maps import labelled_half_maps
-    from cryomaps.inference.locres_network import InputPreparation, prepare_training_volume
+    from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
 
     if labels not in LABEL_KINDS:
         from cryomaps.errors import InputError

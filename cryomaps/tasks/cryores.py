@@ -1,7 +1,7 @@
 """CryoRes training (Dai et al. 2023 method): local resolution and molecular mask from one map.
 
 Batches are dicts of (B, 1, X, Y, Z) tensors: ``map`` (density prepared as at inference by
-:func:`cryomaps.inference.locres_network.prepare_map`: resampled, cropped, z-scored), ``locres``
+:func:`cryomaps.data.locres_input.prepare_map`: resampled, cropped, z-scored), ``locres``
 (true local resolution, Å; any value outside the mask) and ``mask`` (1 inside the molecule). The
 labels of the three heads follow from them:
 
@@ -40,7 +40,7 @@ class CryoResTask(L.LightningModule):
             cosine to 0 over the run's planned steps (``trainer.max_epochs`` × batches per epoch).
         frozen_prefixes: parameter-name prefixes kept frozen (fine-tuning).
         metadata: how inputs are prepared (keys of
-            :class:`cryomaps.inference.locres_network.InputPreparation`: voxel size in Å, crop and
+            :class:`cryomaps.data.locres_input.InputPreparation`: voxel size in Å, crop and
             z-score settings, tile size); completed with a readable normalisation and the background
             resolution, and stored with the weights. Defaults when None.
     """
@@ -124,7 +124,7 @@ class CryoResTask(L.LightningModule):
 
 def network_metadata(metadata: dict | None) -> dict:
     """Complete plain-Python input-preparation metadata from the configured settings (None: defaults)."""
-    from cryomaps.inference.locres_network import InputPreparation
+    from cryomaps.data.locres_input import InputPreparation
 
     preparation = InputPreparation() if metadata is None else InputPreparation.from_metadata(metadata)
     return preparation.to_metadata()

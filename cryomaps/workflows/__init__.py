@@ -1,0 +1,1 @@
+"""Workflows: orchestration across concerns (data, inference, metrics): the evaluate-a-manifest report."""
