@@ -1,6 +1,5 @@
 """Rigid-body fitting on real maps: local returns perturbed models, global finds a model placed anywhere, CLI."""
 
-import csv
 import json
 
 import numpy as np

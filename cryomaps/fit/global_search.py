@@ -33,11 +33,12 @@ import torch
 
 from cryomaps.fit.local import FitOptions, FitResult, fit_local
 from cryomaps.fit.pose import rmsd, rotations_for_step, uniform_rotations
-from cryomaps.fit.score import blur, extra_blur_sigma, model_map
+from cryomaps.fit.score import model_map
 from cryomaps.io.grid import Grid
 from cryomaps.io.maps import DensityMap, resample_map
 from cryomaps.render.finite_resolution import fft_size
 from cryomaps.render.gaussian_torch import single_intra_op_thread
+from cryomaps.signal import degradation_sigma, gaussian_low_pass
 
 SEARCH_RESOLUTION_FLOOR_A = 8.0
 STEP_RANGE_DEGREES = (6.0, 30.0)
@@ -153,7 +154,7 @@ class _Scan:
         coarse_shape = np.maximum(np.ceil(density_map.grid.extent / voxel).astype(int), 1)
         self.map_grid = Grid(tuple(coarse_shape), voxel, density_map.origin)
         experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
-        smoothed = blur(experimental, density_map.voxel_size, extra_blur_sigma(options.resolution, self.resolution))
+        smoothed = gaussian_low_pass(experimental, density_map.voxel_size, degradation_sigma(options.resolution, self.resolution))
         coarse = resample_map(DensityMap(smoothed.numpy(), density_map.voxel_size, density_map.origin), self.map_grid).data
         coarse = (coarse - coarse.mean()) / (coarse.std() or 1.0)
         self.padded_shape = tuple(fft_size(int(m + t - 1)) for m, t in zip(coarse_shape, self.template_grid.shape))

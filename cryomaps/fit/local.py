@@ -23,10 +23,11 @@ import torch
 
 from cryomaps.errors import InputError
 from cryomaps.fit.pose import RigidPose, apply_pose, group_centres
-from cryomaps.fit.score import blur, extra_blur_sigma, model_map, pearson, sample
+from cryomaps.fit.score import model_map, pearson, sample
 from cryomaps.io.grid import Grid
 from cryomaps.render import DensityModelConfig
 from cryomaps.render.gaussian_torch import single_intra_op_thread
+from cryomaps.signal import degradation_sigma, gaussian_low_pass
 
 RIGID_BODY_MODES = ("model", "chain")
 
@@ -178,7 +179,7 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
         config = options.density_config(stage_resolution)
         spacing = voxel if stage_resolution <= options.resolution else max(voxel, stage_resolution / 4)
         template = Template(tensors, groups, len(names), spacing, config, options.threshold)
-        stage_map = blur(experimental, grid.voxel_size, extra_blur_sigma(options.resolution, stage_resolution))
+        stage_map = gaussian_low_pass(experimental, grid.voxel_size, degradation_sigma(options.resolution, stage_resolution))
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
 
     with torch.no_grad():

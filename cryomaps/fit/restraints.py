@@ -19,7 +19,6 @@ Distances in Å, angles in degrees; energies are sums of squared z-scores / 2 (d
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 

@@ -7,7 +7,6 @@ one place. Maps are tensors indexed (x, y, z) on a :class:`cryomaps.io.Grid`; le
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
@@ -15,29 +14,9 @@ import torch
 from cryomaps.io.grid import Grid
 from cryomaps.render import DensityModelConfig, render_density
 
-FIT_SIGMA_FACTOR = 1.0 / (math.pi * math.sqrt(2.0))
-"""Gaussian sigma per Å of resolution used for extra blur (ChimeraX molmap's 0.225)."""
-
-
 def model_map(coords, atomic_numbers, b_factors, occupancies, grid: Grid, config: DensityModelConfig) -> torch.Tensor:
     """The model's map (nx, ny, nz) on ``grid`` (or (B, ...) for batched coords); differentiable."""
     return render_density(coords, atomic_numbers, b_factors, occupancies, grid, config)
-
-
-def blur(data: torch.Tensor, voxel_size, sigma: float) -> torch.Tensor:
-    """Gaussian blur of a map (nx, ny, nz) by ``sigma`` Å (per axis), through the FFT (periodic box)."""
-    if sigma <= 0:
-        return data
-    frequencies = [torch.fft.fftfreq(n, d=float(h), dtype=data.dtype) for n, h in zip(data.shape, voxel_size)]
-    frequencies[2] = torch.fft.rfftfreq(data.shape[2], d=float(voxel_size[2]), dtype=data.dtype)
-    squared = sum(f.reshape([-1 if axis == i else 1 for axis in range(3)]) ** 2 for i, f in enumerate(frequencies))
-    transfer = torch.exp(-2 * math.pi**2 * sigma**2 * squared)
-    return torch.fft.irfftn(torch.fft.rfftn(data) * transfer, s=data.shape)
-
-
-def extra_blur_sigma(resolution: float, target_resolution: float) -> float:
-    """Sigma (Å) that brings a map at ``resolution`` to ``target_resolution`` (Gaussians add in variance)."""
-    return FIT_SIGMA_FACTOR * math.sqrt(max(target_resolution**2 - resolution**2, 0.0))
 
 
 def sample(data: torch.Tensor, grid: Grid, points: torch.Tensor) -> torch.Tensor:
