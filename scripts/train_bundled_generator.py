@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryomaps.io.weights import BUNDLED_WEIGHTS
+from cryomaps.models.weights import BUNDLED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["generator"]  # the tracked file, also when not installed editable
@@ -77,7 +77,7 @@ def train_conditioned(overrides: list[str], init: Path, resume: bool) -> Path:
     import lightning as L
 
     from cryomaps.config import compose_config
-    from cryomaps.io.weights import load_network
+    from cryomaps.models.weights import load_network
     from cryomaps.tasks.training import build_task, run_training
 
     config = compose_config("train", overrides + (["resume=true"] if resume else []))

@@ -19,7 +19,7 @@ from cryomaps.data.locres_input import (
     threshold_box,
 )
 from cryomaps.io import DensityMap, Grid, read_map, resample_map, sample_map, write_map
-from cryomaps.io.weights import bundled_weights_path, load_network
+from cryomaps.models.weights import bundled_weights_path, load_network
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
 
 TINY = [

@@ -40,7 +40,7 @@ def tiny_generator(tmp_path_factory):
     """A weights file of a tiny, randomly initialised generator with the bundled model's metadata."""
     import torch
 
-    from cryomaps.io.weights import save_network
+    from cryomaps.models.weights import save_network
     from cryomaps.models.registry import build_generator
 
     torch.manual_seed(0)

@@ -8,10 +8,10 @@ import torch
 
 from cryomaps.cli import main as cli_main
 from cryomaps.inference.generate import TilingOptions, generate_map
-from cryomaps.io.weights import bundled_weights_path
+from cryomaps.models.weights import bundled_weights_path
 from cryomaps.inference.tiling import seam_ratio, tile_boundary_planes
 from cryomaps.io import read_map, read_structure
-from cryomaps.io.weights import load_network
+from cryomaps.models.weights import load_network
 
 
 @pytest.fixture(scope="module")

@@ -127,7 +127,7 @@ def test_generate_with_like_and_no_resolution_prints_the_estimate_it_conditions_
     """A conditioned generator (FiLM, tiny, random) on the spike map: the CLI says what it assumed."""
     from cryomaps.cli import main as cli_main
     from cryomaps.io import read_map
-    from cryomaps.io.weights import save_network
+    from cryomaps.models.weights import save_network
     from cryomaps.models.registry import build_generator
     from cryomaps.signal.resolution import spectral_resolution
 

@@ -13,7 +13,7 @@ from cryomaps.cli import main as cli_main
 from cryomaps.data.half_maps import half_map_volume, read_half_map_manifest
 from cryomaps.data.synthetic import helix_bundle, synthesize_half_maps, two_region_resolution, write_synthetic
 from cryomaps.errors import InputError
-from cryomaps.io.weights import load_network
+from cryomaps.models.weights import load_network
 from cryomaps.metrics import mask_iou
 from cryomaps.metrics.masks import threshold_mask
 

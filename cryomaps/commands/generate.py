@@ -35,9 +35,9 @@ def run(args) -> int:
 
     from cryomaps.inference.generate import TilingOptions, assumed_resolution, generate_map, low_pass
 
-    from cryomaps.io.weights import bundled_weights_path
+    from cryomaps.models.weights import bundled_weights_path
     from cryomaps.io import read_map, read_structure, write_map
-    from cryomaps.io.weights import load_network
+    from cryomaps.models.weights import load_network
 
     started = time.perf_counter()
     options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},

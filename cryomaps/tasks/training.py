@@ -5,7 +5,7 @@ Layout of a run folder (``run_dir``)::
     config.yaml              the resolved configuration
     checkpoints/last.ckpt    the latest checkpoint (every ``checkpoint.every_n_train_steps``)
     logs/                    CSV logs (metrics.csv) and validation images, or W&B offline files
-    <network>.pt             the trained network as a weights file (see cryomaps.io.weights)
+    <network>.pt             the trained network as a weights file (see cryomaps.models.weights)
 
 Resuming (``resume=true`` or ``ckpt_path=...``) restores weights, optimisers, schedulers and the
 loop state. Fine-tuning (:func:`run_finetuning`) loads network weights only, can freeze
@@ -145,7 +145,7 @@ def run_training(config, task=None) -> Path:
 
 def run_finetuning(config) -> Path:
     """Load network weights from ``config.ckpt`` (optionally freezing ``config.freeze``) and train."""
-    from cryomaps.io.weights import load_checkpoint_networks
+    from cryomaps.models.weights import load_checkpoint_networks
 
     networks, state_dict = load_checkpoint_networks(config.ckpt)
     task = build_task(config, model_hyperparameters=networks, frozen_prefixes=list(config.freeze))
@@ -159,7 +159,7 @@ def run_finetuning(config) -> Path:
 
 def export_weights(task, run_dir: Path) -> list[Path]:
     """Write each trained network of ``task`` as a plain weights file in ``run_dir``."""
-    from cryomaps.io.weights import save_network
+    from cryomaps.models.weights import save_network
 
     written = []
     for kind, network in task.exported_networks().items():
