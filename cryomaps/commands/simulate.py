@@ -97,6 +97,7 @@ def run(args) -> int:
     import torch
 
     from cryomaps.io import DensityMap, write_map
+    from cryomaps.devices import resolve_device
     from cryomaps.render import render_structure
 
     config = density_config(args)
@@ -105,9 +106,8 @@ def run(args) -> int:
     options.check_resolution_sampled(args.resolution, args.resolution_mode, grid)
     if args.like is not None:
         options.check_model_in_grid(structure, grid, f"the --like map {args.like}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     with torch.no_grad():
-        density = render_structure(structure, grid, config, device=device)
+        density = render_structure(structure, grid, config, device=resolve_device(args.device))
     written = write_map(args.output, DensityMap.from_grid(density, grid), label=f"cryomaps simulate {config.model}")
     print(
         f"wrote {written}: {structure.n_atoms} atoms, model {config.model}, grid {grid.shape} "

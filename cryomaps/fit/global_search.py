@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from cryomaps.devices import resolve_device
 from cryomaps.fit.local import FitOptions, FitResult, fit_local
 from cryomaps.fit.pose import rmsd, rotations_for_step, uniform_rotations
 from cryomaps.fit.score import model_map
@@ -109,7 +110,7 @@ def angular_step(resolution: float, radius: float) -> float:
 def fit_global(structure, density_map: DensityMap, options: FitOptions, search: SearchOptions = SearchOptions()) -> SearchResult:
     """Place ``structure`` anywhere in ``density_map`` in any orientation (see the module docstring)."""
     started = time.perf_counter()
-    device = torch.device(search.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(search.device)
     coords = np.asarray(structure.coords, dtype=np.float64)
     centre = coords.mean(axis=0)
     radius = float(np.sqrt(((coords - centre) ** 2).sum(axis=1)).max())

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryomaps.devices import resolve_device
 from cryomaps.io import DensityMap, Grid, Structure, resample_map
 
 @dataclass
@@ -76,7 +77,7 @@ def generate_map(
     grid = prediction_grid(structure, float(metadata["voxel_size"]), padding, like)
     simulated = min_max(render_input(structure, grid, RenderOptions(**metadata["input"])))
     condition = _resolution_condition(generator, resolution)
-    device = torch.device(tiling.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(tiling.device)
     generator = generator.to(device).eval()
 
     def predict(tiles: torch.Tensor) -> torch.Tensor:

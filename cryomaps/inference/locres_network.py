@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from cryomaps.data.locres_input import InputPreparation, prepare_map
+from cryomaps.devices import resolve_device
 from cryomaps.io import DensityMap, resample_map
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
 from cryomaps.signal.local_fsc import nyquist_resolution
@@ -110,7 +111,7 @@ def predict_local_resolution(
     sampled more coarsely than its training maps (0.7–1.5 Å), can report detail the map cannot hold.
     """
     started = time.perf_counter()
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     settings = {"overlap": overlap, "batch_size": batch_size, "device": device, "background": background}
     local, probability = _heads_on_grid(density_map, network.to(device), metadata, **settings)
     if flip_average:

@@ -21,6 +21,8 @@ from collections.abc import Callable
 
 import torch
 
+from cryomaps.devices import resolve_device
+
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps a batch (B, 1, T, T, T) to a batch of the same shape."""
 
@@ -79,7 +81,7 @@ def predict_tiled(
             default: a network's outputs move by the bfloat16 rounding, which each caller checks.
         progress: show a progress bar.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device)
     if mode == "blend":
         if not 0 <= overlap < tile_size:
             raise ValueError(f"overlap must be in [0, tile_size), got {overlap}")

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryomaps.devices import resolve_device
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
 from cryomaps.render.finite_resolution import fft_size
@@ -380,7 +381,7 @@ def local_resolution(
     mask_array = None if mask is None else mask_on_grid(mask, grid)
     if not 0.0 < threshold < 1.0:
         raise InputError(None, f"FSC threshold must lie in (0, 1), got {threshold}")
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     steps = step_grid(grid.shape, grid.voxel_size, window / STEPS_PER_WINDOW if step is None else step)
     geometry = window_geometry(grid.voxel_size, window, soft_edge, shape, device=device)
     tensors = [torch.as_tensor(m.data, device=device) for m in (half1, half2)]
@@ -393,11 +394,6 @@ def local_resolution(
     if mask_tensor is not None:
         full = torch.where(mask_tensor, full, torch.full_like(full, background))
     return DensityMap.from_grid(full.cpu().numpy(), grid)
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def check_same_grid(first: DensityMap, second: DensityMap, names=("half map 1", "half map 2")) -> Grid:
