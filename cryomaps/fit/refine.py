@@ -42,7 +42,12 @@ import torch
 from cryomaps.errors import CryomapsError, InputError
 from cryomaps.fit.local import rigid_groups
 from cryomaps.fit.pose import RigidPose, group_centres
-from cryomaps.fit.restraints import geometry_from_model, geometry_from_monomer_library, monomer_library_path
+from cryomaps.fit.restraints import (
+    covalent_bonds,
+    geometry_from_model,
+    geometry_from_monomer_library,
+    monomer_library_path,
+)
 from cryomaps.fit.score import box_around, model_map, pearson, scaled_residual
 from cryomaps.metrics.masks import atom_mask
 from cryomaps.render import DensityModelConfig
@@ -364,6 +369,4 @@ def occupancy_groups(structure) -> tuple[np.ndarray, np.ndarray]:
 def _bonds(structure, geometry) -> np.ndarray:
     if geometry is not None:
         return geometry.bonds
-    from cryomaps.fit.restraints import covalent_bonds
-
     return covalent_bonds(structure)

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryomaps.errors import InputError
+from cryomaps.io.structures import keep_selected_atoms
+
 BOND_TOLERANCE_A = 0.45
 BOND_SIGMA_A = 0.02
 ANGLE_SIGMA_DEGREES = 2.0
@@ -180,10 +183,6 @@ def geometry_from_monomer_library(structure, library: str) -> Geometry:
     (all atoms, in file order): atoms are matched through their serial numbers in that order.
     """
     import gemmi
-
-    from cryomaps.errors import InputError
-
-    from cryomaps.io.structures import keep_selected_atoms
 
     source = keep_selected_atoms(gemmi.read_structure(structure.source))
     source.setup_entities()
