@@ -155,6 +155,30 @@ def test_trilinear_sampling_is_exact_on_a_linear_field():
     np.testing.assert_allclose(shifted.data.reshape(-1), expected_shifted, atol=1e-4)
 
 
+def test_the_two_inside_box_rules_differ_only_in_the_half_voxel_rim():
+    grid = Grid((4, 5, 6), (2.0, 1.0, 0.5), (-3.0, 1.0, 7.0))
+    # Continuous indices probing each rule's bounds on the x axis (4 voxels: centres at 0..3).
+    indices = np.array([[-0.5, 0, 0], [-0.25, 0, 0], [0, 0, 0], [3, 2, 5], [3.25, 0, 0], [3.5, 0, 0], [0, 0, 5.5]])
+    points = grid.index_to_world(indices)
+    # Nearest voxel exists exactly when np.rint of the index is a valid array index.
+    rint_valid = np.all((np.rint(indices) >= 0) & (np.rint(indices) < np.asarray(grid.shape)), axis=1)
+    np.testing.assert_array_equal(rint_valid, [True, True, True, True, True, False, False])
+    np.testing.assert_array_equal(grid.has_nearest_voxel(points), rint_valid)
+    np.testing.assert_array_equal(grid.within_sampled_box(points), [False, False, True, True, False, False, False])
+
+
+def test_the_isotropic_resampled_grid_covers_the_voxel_centres_without_extrapolating():
+    grid = Grid((11, 8, 5), (0.8, 1.25, 2.0), (4.0, -2.0, 0.5))
+    resampled = grid.resampled_isotropic(1.5)
+    np.testing.assert_array_equal(resampled.voxel_size, [1.5, 1.5, 1.5])
+    np.testing.assert_array_equal(resampled.origin, grid.origin)
+    # Spans of 8, 8.75 and 8 Å hold 6, 6 and 6 centres 1.5 Å apart (7.5 Å <= span < 9 Å).
+    assert resampled.shape == (6, 6, 6)
+    assert grid.within_sampled_box(resampled.voxel_centres()).all()
+    # A span that is an exact multiple of the voxel size keeps its last centre.
+    assert Grid((5, 5, 5), 0.6, 0.0).resampled_isotropic(1.2).shape == (3, 3, 3)
+
+
 # ---------------------------------------------------------------- structures
 
 

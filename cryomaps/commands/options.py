@@ -234,13 +234,9 @@ def check_model_in_grid(structure, grid, what: str) -> None:
         grid: the :class:`cryomaps.io.Grid` the model is rendered or scored on.
         what: how the grid was given, e.g. "the --like map ref.mrc".
     """
-    import numpy as np
-
     from cryomaps.errors import InputError
 
-    index = grid.world_to_index(structure.coords)
-    inside = np.all((index > -0.5) & (index < np.asarray(grid.shape) - 0.5), axis=1)
-    fraction = float(inside.mean())
+    fraction = float(grid.has_nearest_voxel(structure.coords).mean())
     if fraction == 0.0:
         raise InputError(structure.source, f"no atom lies inside the box of {what}")
     if fraction < 0.5:

@@ -14,6 +14,7 @@ Conventions (used by every module of cryomaps):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,6 +103,36 @@ class Grid:
     def world_to_index(self, points: np.ndarray) -> np.ndarray:
         """Continuous voxel indices (N, 3) of world points (N, 3) Å; voxel centres are integers."""
         return (np.asarray(points, dtype=np.float64) - self.origin) / self.voxel_size
+
+    def has_nearest_voxel(self, points: np.ndarray) -> np.ndarray:
+        """Bool (N,): the voxel nearest to each world point (N, 3) Å is a voxel of this grid.
+
+        That is, the continuous index (:meth:`world_to_index`) lies in ``[-0.5, n - 0.5)`` on every
+        axis (n voxels), so its nearest integer index ``np.rint(index)`` is in ``[0, n - 1]``. Use it
+        to look up or splat a point at its nearest voxel.
+        """
+        index = self.world_to_index(points)
+        return np.all((index >= -0.5) & (index < np.asarray(self.shape) - 0.5), axis=-1)
+
+    def within_sampled_box(self, points: np.ndarray) -> np.ndarray:
+        """Bool (N,): each world point (N, 3) Å lies between the first and last voxel centres.
+
+        That is, the continuous index (:meth:`world_to_index`) lies in ``[0, n - 1]`` on every axis
+        (n voxels, bounds included): trilinear interpolation there needs no value outside the grid.
+        """
+        index = self.world_to_index(points)
+        return np.all((index >= 0) & (index <= np.asarray(self.shape) - 1), axis=-1)
+
+    def resampled_isotropic(self, voxel_size: float) -> "Grid":
+        """A grid of isotropic ``voxel_size`` (Å) with this grid's origin, covering its voxel centres.
+
+        Along each axis it has ``floor(span / voxel_size + 1e-6) + 1`` voxels, where ``span`` (Å) is
+        the distance from the first to the last voxel centre: its last voxel centre lies within the
+        original span (up to 1e-6 voxel for rounding), so resampling onto it never extrapolates.
+        """
+        span = (np.asarray(self.shape) - 1) * self.voxel_size
+        shape = tuple(int(math.floor(length / voxel_size + 1e-6)) + 1 for length in span)
+        return Grid(shape, voxel_size, self.origin)
 
     def index_to_world(self, indices: np.ndarray) -> np.ndarray:
         """World positions (N, 3) Å of continuous voxel indices (N, 3)."""

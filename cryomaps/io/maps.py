@@ -233,10 +233,10 @@ def sample_map(density_map: DensityMap, points, fill_value: float = 0.0, chunk_s
 
 def _trilinear(density_map: DensityMap, points: np.ndarray, fill_value: float) -> np.ndarray:
     data = density_map.data
+    grid = density_map.grid
     shape = np.asarray(data.shape)
-    index = (points - density_map.origin) / density_map.voxel_size
-    inside = np.all((index >= 0) & (index <= shape - 1), axis=1)
-    index = np.clip(index, 0, shape - 1)
+    inside = grid.within_sampled_box(points)
+    index = np.clip(grid.world_to_index(points), 0, shape - 1)
     low = np.minimum(np.floor(index).astype(np.int64), np.maximum(shape - 2, 0))
     frac = index - low
     high = np.minimum(low + 1, shape - 1)
