@@ -358,6 +358,19 @@ def test_json_reports_are_written_atomically_into_new_folders(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]  # no temporary left behind
 
 
+def test_json_non_finite_floats_round_trip_or_become_null_on_request(tmp_path):
+    import json
+
+    from cryomaps.io.atomic import write_json_atomically
+
+    data = {"a": float("nan"), "b": [1.0, float("inf"), (float("-inf"), 2)], "c": {"d": float("nan")}}
+    kept = json.loads(write_json_atomically(tmp_path / "kept.json", data).read_text())
+    assert np.isnan(kept["a"]) and kept["b"][1] == np.inf and kept["b"][2][0] == -np.inf
+    strict = write_json_atomically(tmp_path / "strict.json", data, indent=2, non_finite_as_null=True).read_text()
+    assert "NaN" not in strict and "Infinity" not in strict
+    assert json.loads(strict) == {"a": None, "b": [1.0, None, [None, 2]], "c": {"d": None}}
+
+
 # ---------------------------------------------------------------- atomic writes
 
 

@@ -9,7 +9,11 @@ process that no longer runs (killed by SIGKILL, power loss) are removed on the n
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
+import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -121,9 +125,6 @@ def write_bytes_atomically(path: str | os.PathLike, payload: bytes) -> Path:
 
 def write_csv_atomically(path: str | os.PathLike, columns, rows) -> Path:
     """Write ``rows`` (dicts keyed by ``columns``) as a CSV file with a header, atomically."""
-    import csv
-    import io
-
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
@@ -136,9 +137,29 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
     return write_bytes_atomically(path, text.encode("utf-8"))
 
 
-def write_json_atomically(path: str | os.PathLike, data, indent: int = 1) -> Path:
-    """Write ``data`` as JSON (plain Python containers) to ``path`` atomically, creating its folder."""
-    import json
+def write_json_atomically(path: str | os.PathLike, data, indent: int = 1, non_finite_as_null: bool = False) -> Path:
+    """Write ``data`` as JSON (plain Python containers) to ``path`` atomically, creating its folder.
 
+    Args:
+        non_finite_as_null: write NaN and infinite floats (at any depth of dicts, lists and tuples)
+            as ``null``, giving strict JSON that any tool reads (reports). By default they are
+            written as Python's ``NaN`` / ``Infinity``, which ``json.loads`` reads back unchanged
+            (records read again by cryomaps).
+    """
+    if non_finite_as_null:
+        text = json.dumps(_finite_or_none(data), indent=indent, allow_nan=False)
+    else:
+        text = json.dumps(data, indent=indent)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomically(path, json.dumps(data, indent=indent) + "\n")
+    return write_text_atomically(path, text + "\n")
+
+
+def _finite_or_none(value):
+    """``value`` with every non-finite float (at any depth of dicts and lists) replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
