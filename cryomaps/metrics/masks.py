@@ -6,8 +6,10 @@ Masks are arrays indexed (x, y, z) on a :class:`cryomaps.io.Grid`; distances are
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from cryomaps.io import DensityMap, Grid
+from cryomaps.signal.windows import cosine_ramp
 
 # Atom-voxel pairs examined at once by atom_mask; bounds its memory to a few tens of MB.
 _PAIRS_PER_BLOCK = 1 << 19
@@ -65,7 +67,8 @@ def soft_atom_mask(coords, grid: Grid, radius: float = 3.0, edge_width: float = 
     """:func:`atom_mask` with a raised-cosine edge: 1 inside, falling to 0 over ``edge_width`` Å.
 
     The edge follows the Euclidean distance (Å, anisotropic voxels respected) from each outside
-    voxel centre to the nearest inside voxel centre d: weight ½(1 + cos(π d / edge_width)).
+    voxel centre to the nearest inside voxel centre d: weight ½(1 + cos(π d / edge_width)), 0 beyond
+    ``edge_width`` (:func:`cryomaps.signal.windows.cosine_ramp` of ``1 − d / edge_width``).
 
     Returns:
         float64 array of shape ``grid.shape`` with values in [0, 1].
@@ -76,7 +79,7 @@ def soft_atom_mask(coords, grid: Grid, radius: float = 3.0, edge_width: float = 
     if edge_width <= 0 or not hard.any():
         return hard.astype(np.float64)
     distance = distance_transform_edt(~hard, sampling=grid.voxel_size)
-    return np.where(distance < edge_width, 0.5 * (1.0 + np.cos(np.pi * distance / edge_width)), 0.0)
+    return cosine_ramp(torch.from_numpy(1.0 - distance / edge_width)).numpy()
 
 
 def mask_iou(pred_mask, ref_mask, threshold: float = 0.5) -> float:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from cryomaps.models.layers import check_spatial_shape, upsample_like
+from cryomaps.signal.windows import cosine_ramp
 
 DEFAULT_BACKGROUND_RESOLUTION = 100.0
 """Local resolution (Å) written outside the predicted molecular mask, as in the published code."""
@@ -203,8 +204,7 @@ def tukey_taper(length: int, ramp_fraction: float = 0.5, dtype=torch.float32, de
     (sum of squares ≈ 0.69·length for the default, 0.375·length for Hann) with the same smooth edges."""
     position = torch.linspace(0.0, 1.0, length, dtype=dtype, device=device)
     edge_distance = torch.minimum(position, 1.0 - position)
-    ramp = 0.5 * (1.0 - torch.cos(2.0 * math.pi * edge_distance / ramp_fraction))
-    return torch.where(edge_distance < ramp_fraction / 2, ramp, torch.ones_like(position))
+    return cosine_ramp(edge_distance / (ramp_fraction / 2))
 
 
 def _rfft_shells(shape, shells: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -48,6 +48,7 @@ from cryomaps.devices import resolve_device
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
 from cryomaps.render.finite_resolution import fft_size
+from cryomaps.signal.windows import raised_cosine
 
 DEFAULT_WINDOW = 25.0
 """Window diameter (Å) at half weight."""
@@ -97,15 +98,6 @@ class WindowGeometry:
 def nyquist_resolution(voxel_size) -> float:
     """Finest resolution (Å) a map of ``voxel_size`` (Å, scalar or per axis) can hold: twice its coarsest voxel edge."""
     return 2.0 * float(np.max(voxel_size))
-
-
-def raised_cosine(distance: torch.Tensor, radius: float, soft_edge: float) -> torch.Tensor:
-    """Weight 1 for ``distance <= radius - soft_edge/2``, 0 beyond ``radius + soft_edge/2`` (Å),
-    a raised cosine in between (0.5 at ``radius``)."""
-    if soft_edge <= 0:
-        return (distance <= radius).to(distance.dtype)
-    phase = ((distance - (radius - soft_edge / 2)) / soft_edge).clamp(0.0, 1.0)
-    return 0.5 * (1.0 + torch.cos(math.pi * phase))
 
 
 def window_geometry(
