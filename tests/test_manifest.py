@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from cryomaps.data.manifest import ManifestEntry, filter_split, read_manifest, write_manifest
+from cryomaps.data.manifest import (
+    ManifestEntry,
+    filter_split,
+    read_csv_rows,
+    read_manifest,
+    resolve_listed_path,
+    sha256_of as manifest_sha256_of,
+    write_manifest,
+)
 from cryomaps.errors import InputError
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "data_manifests"
@@ -60,6 +68,31 @@ def test_example_pairs_point_at_shared_files_with_right_checksums(data_root):
 def test_relative_paths_resolve_against_data_root(tmp_path):
     entries = read_manifest(MANIFEST_DIR / "example_pairs.csv", data_root=tmp_path)
     assert entries[0].map_path == tmp_path.resolve() / "pairs" / "EMD-20026_apoferritin_crop" / "emd20026_prot.mrc"
+
+
+def test_csv_rows_carry_the_line_each_row_ends_on(tmp_path):
+    path = tmp_path / "table.csv"
+    path.write_bytes("\ufeffname,file\na,x.npz\n\nb,\"two\nlines\"\nc,z\n".encode())
+    header, rows = read_csv_rows(path, "table", ("name",))
+    assert header == ["name", "file"]
+    assert [(line, row["name"], row["file"]) for line, row in rows] == [(2, "a", "x.npz"), (5, "b", "two\nlines"), (6, "c", "z")]
+    with pytest.raises(InputError, match="table.csv: missing column\\(s\\) split in the header line"):
+        read_csv_rows(path, "table", ("name", "split"))
+    with pytest.raises(InputError, match="absent.csv: curated index not found"):
+        read_csv_rows(tmp_path / "absent.csv", "curated index")
+
+
+def test_listed_paths_are_relative_to_the_base_the_table_names(tmp_path):
+    assert resolve_listed_path("", tmp_path) is None
+    assert resolve_listed_path("maps/a.mrc", tmp_path) == tmp_path / "maps" / "a.mrc"
+    assert resolve_listed_path("/abs/a.mrc", tmp_path) == Path("/abs/a.mrc")
+    assert resolve_listed_path("~/a.mrc", tmp_path) == Path.home() / "a.mrc"
+
+
+def test_file_digest_matches_hashlib_on_a_file_longer_than_one_block(tmp_path):
+    path = tmp_path / "blob.bin"
+    path.write_bytes(bytes(range(256)) * 9000)  # 2.3 MB: three hashing blocks
+    assert manifest_sha256_of(path) == sha256_of(path)
 
 
 def test_write_then_read_round_trip(tmp_path):

@@ -20,7 +20,6 @@ with the same settings reuses it (:mod:`cryomaps.data.curation_store`).
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryomaps.data.manifest import read_csv_rows, resolve_listed_path
 from cryomaps.errors import InputError
 from cryomaps.io.atomic import atomic_output
 from cryomaps.io.grid import Grid
@@ -128,19 +128,15 @@ def read_curated_index(folder: str | os.PathLike) -> list[CuratedIndexRow]:
     index_path = Path(folder) / INDEX_NAME
     if not index_path.is_file():
         raise InputError(index_path, "no curated index (run `cryomaps curate` first)")
-    with open(index_path, newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [column for column in INDEX_COLUMNS if column not in (reader.fieldnames or [])]
-        if missing:
-            raise InputError(index_path, f"missing column(s) {', '.join(missing)}")
-        return [
-            CuratedIndexRow(
-                name=row["name"],
-                emdb_id=row["emdb_id"],
-                pdb_id=row["pdb_id"],
-                reported_resolution_A=row["reported_resolution_A"],
-                split=row["split"],
-                path=(index_path.parent / row["file"]).resolve(),
-            )
-            for row in reader
-        ]
+    _, rows = read_csv_rows(index_path, "curated index", INDEX_COLUMNS)
+    return [
+        CuratedIndexRow(
+            name=row["name"],
+            emdb_id=row["emdb_id"],
+            pdb_id=row["pdb_id"],
+            reported_resolution_A=row["reported_resolution_A"],
+            split=row["split"],
+            path=resolve_listed_path(row["file"], index_path.parent).resolve(),
+        )
+        for _, row in rows
+    ]

@@ -25,7 +25,6 @@ paths and SHA-256 filled in), ``fetch_report.csv`` (one row per entry, with its 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import http.client
 import json
 import os
@@ -41,7 +40,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from cryomaps import __version__
-from cryomaps.data.manifest import ManifestEntry, write_manifest
+from cryomaps.data.manifest import ManifestEntry, sha256_of, write_manifest
 from cryomaps.errors import InputError
 from cryomaps.io.atomic import write_csv_atomically, write_text_atomically
 
@@ -224,15 +223,6 @@ def fetch_manifest(
     write_manifest([_fetched_entry(o) for o in outcomes if o.ok], summary.manifest_path)
     _write_report(outcomes, summary.report_path)
     return summary
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def url_fields(entry: ManifestEntry) -> dict:

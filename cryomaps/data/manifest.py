@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 import io
 import os
 import re
@@ -33,6 +34,8 @@ _EMDB_ID = re.compile(r"^EMD-(\d{4,})$")
 _PDB_ID = re.compile(r"^[0-9][a-z0-9]{3}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _YES_NO = {"yes": True, "no": False}
+HASH_BLOCK_BYTES = 1 << 20
+"""Bytes read at a time when hashing a file."""
 
 
 @dataclass(frozen=True)
@@ -105,9 +108,9 @@ def read_manifest(
     """
     path = Path(path)
     root = Path(data_root).expanduser().resolve() if data_root is not None else default_data_root()
-    reader = csv.DictReader(io.StringIO(_read_text(path), newline=""))
-    _check_columns(path, reader.fieldnames)
-    entries = [_parse_row(path, reader.line_num, row, root) for row in reader]
+    header, rows = read_csv_rows(path, "manifest", REQUIRED_COLUMNS)
+    _check_known_columns(path, header)
+    entries = [_parse_row(path, line, row, root) for line, row in rows]
     if not entries:
         raise InputError(path, "no pairs listed (only a header line)")
     _check_unique(path, entries)
@@ -155,25 +158,76 @@ def file_sha256(path: Path) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
-    from cryomaps.data.fetch import sha256_of  # fetch imports this module: import it when needed
-
     return sha256_of(Path(path))
 
 
-def _read_text(path: Path) -> str:
-    """The manifest's text; one-line errors for a missing, unreadable or non-UTF-8 file."""
+def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(HASH_BLOCK_BYTES), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_csv_rows(
+    path: str | os.PathLike, what: str, required: tuple[str, ...] = ()
+) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The header and rows of a CSV table that cryomaps reads (manifests, indexes).
+
+    The file is UTF-8, with or without a byte-order mark. Rows are :class:`csv.DictReader` dicts
+    (an extra field is keyed ``None``, a missing one has the value ``None``); blank lines are skipped.
+    Relative paths in the rows are resolved by the caller with :func:`resolve_listed_path`.
+
+    Args:
+        path: the CSV file.
+        what: what the file is, for messages (``"manifest"``, ``"curated index"``).
+        required: columns the header must have.
+
+    Returns:
+        ``(header, rows)``: the column names, and ``(line, row)`` pairs where ``line`` is the
+        1-based line of the file on which the row ends.
+
+    Raises:
+        InputError: the file is missing, unreadable or not UTF-8 (naming the line), has no header
+            line, or lacks a required column.
+    """
+    path = Path(path)
+    reader = csv.DictReader(io.StringIO(_read_text(path, what), newline=""))
+    header = reader.fieldnames
+    if not header:
+        raise InputError(path, f"empty {what} (expected a header line)")
+    missing = [column for column in required if column not in header]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)} in the header line")
+    return list(header), [(reader.line_num, row) for row in reader]
+
+
+def resolve_listed_path(text: str, base: Path) -> Path | None:
+    """The path a CSV field names: ``None`` when empty, ``~`` expanded, a relative path taken relative
+    to ``base``. Each kind of table names its base: the data root for manifests of map-model pairs
+    (their files live in the shared data, the manifests in the source tree), the table's own folder
+    for tables kept beside the files they list (``curated.csv``)."""
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _read_text(path: Path, what: str) -> str:
+    """The text of a UTF-8 file; one-line errors for a missing, unreadable or non-UTF-8 file."""
     if not path.is_file():
-        raise InputError(path, "manifest not found")
+        raise InputError(path, f"{what} not found")
     try:
         payload = path.read_bytes()
     except OSError as error:
-        raise InputError(path, f"cannot read the manifest ({error.strerror})") from None
+        raise InputError(path, f"cannot read the {what} ({error.strerror})") from None
     try:
         return payload.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = payload[: error.start].count(b"\n") + 1
         raise InputError(
-            path, f"line {line}: not UTF-8 text (byte 0x{payload[error.start]:02x}); save the manifest as UTF-8"
+            path, f"line {line}: not UTF-8 text (byte 0x{payload[error.start]:02x}); save the {what} as UTF-8"
         ) from None
 
 
@@ -200,13 +254,8 @@ def write_manifest(
     write_csv_atomically(path, COLUMNS, [_entry_row(entry, base) for entry in entries])
 
 
-def _check_columns(path: Path, fieldnames: list[str] | None) -> None:
-    """Reject an empty file, missing required columns and unknown (likely misspelt) columns."""
-    if not fieldnames:
-        raise InputError(path, "empty manifest (expected a header line)")
-    missing = [column for column in REQUIRED_COLUMNS if column not in fieldnames]
-    if missing:
-        raise InputError(path, f"missing column(s) {', '.join(missing)} in the header line")
+def _check_known_columns(path: Path, fieldnames: list[str]) -> None:
+    """Reject unknown (likely misspelt) columns."""
     unknown = [column for column in fieldnames if column not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     if unknown:
         raise InputError(
@@ -248,8 +297,8 @@ def _parse_row(path: Path, line: int, row: dict, root: Path) -> ManifestEntry:
         reported_resolution_A=resolution,
         resolution_certain=certain,
         split=split,
-        map_path=_resolve_path(values.get("map_path", ""), root),
-        model_path=_resolve_path(values.get("model_path", ""), root),
+        map_path=resolve_listed_path(values.get("map_path", ""), root),
+        model_path=resolve_listed_path(values.get("model_path", ""), root),
         map_sha256=_parse_sha256(values.get("map_sha256", ""), "map_sha256", fail),
         model_sha256=_parse_sha256(values.get("model_sha256", ""), "model_sha256", fail),
         name=values.get("name", ""),
@@ -279,14 +328,6 @@ def _parse_sha256(text: str, column: str, fail) -> str | None:
     if not _SHA256.match(digest):
         raise fail(f"{column} {text!r} is not a SHA-256 hex digest (64 hex characters)")
     return digest
-
-
-def _resolve_path(text: str, root: Path) -> Path | None:
-    """Absolute path of a manifest path field (relative ones are relative to the data root)."""
-    if not text:
-        return None
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else root / path
 
 
 def _check_unique(path: Path, entries: list[ManifestEntry]) -> None:
