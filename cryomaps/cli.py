@@ -15,38 +15,40 @@ Subcommands driven by Hydra take ``key=value`` overrides as positional arguments
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import signal
 import sys
 
-# name -> module under cryomaps.commands; order is the order shown by --help.
+from cryomaps.commands import (
+    curate,
+    demo,
+    evaluate,
+    fetch,
+    finetune,
+    fit,
+    generate,
+    info,
+    locres,
+    refine,
+    simulate,
+    train,
+)
+
+# name -> command module; order is the order shown by --help.
 COMMANDS = {
-    "demo": "demo",
-    "info": "info",
-    "simulate": "simulate",
-    "generate": "generate",
-    "locres": "locres",
-    "evaluate": "evaluate",
-    "fit": "fit",
-    "refine": "refine",
-    "fetch": "fetch",
-    "curate": "curate",
-    "train": "train",
-    "finetune": "finetune",
+    "demo": demo,
+    "info": info,
+    "simulate": simulate,
+    "generate": generate,
+    "locres": locres,
+    "evaluate": evaluate,
+    "fit": fit,
+    "refine": refine,
+    "fetch": fetch,
+    "curate": curate,
+    "train": train,
+    "finetune": finetune,
 }
-
-
-def _available_commands() -> dict:
-    """Import the light command modules that exist (some arrive with later features)."""
-    modules = {}
-    for name, module_name in COMMANDS.items():
-        try:
-            modules[name] = importlib.import_module(f"cryomaps.commands.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"cryomaps.commands.{module_name}":
-                raise
-    return modules
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"cryomaps {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _available_commands().items():
+    for name, module in COMMANDS.items():
         sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(sub)
         sub.set_defaults(_run=module.run)
