@@ -4,8 +4,6 @@ from __future__ import annotations
 
 HELP = "show versions, devices and data roots, or describe map/model files"
 
-_MAP_SUFFIXES = (".mrc", ".map", ".ccp4", ".mrcs", ".rec")
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("files", nargs="*", help="maps (.mrc/.map[.gz]) or models (.pdb/.cif[.gz]) to describe")
@@ -52,18 +50,17 @@ def describe_file(path: str) -> str:
     """One line on a map (shape, voxel size, origin, value range) or a model (atoms, chains, box)."""
     from pathlib import Path
 
-    name = Path(path).name.lower().removesuffix(".gz")
-    if name.endswith(_MAP_SUFFIXES):
-        from cryomaps.io import read_map
+    from cryomaps.io import read_map, read_structure
+    from cryomaps.io.maps import MAP_SUFFIXES
 
+    name = Path(path).name.lower().removesuffix(".gz")
+    if name.endswith(MAP_SUFFIXES):
         density = read_map(path)
         return (
             f"{path}: map {density.data.shape} (x,y,z), voxel {_fmt(density.voxel_size)} Å, "
             f"origin {_fmt(density.origin)} Å, values {density.data.min():.4g}..{density.data.max():.4g} "
             f"(mean {density.data.mean():.4g}, sd {density.data.std():.4g})"
         )
-    from cryomaps.io import read_structure
-
     structure = read_structure(path)
     low, high = structure.coords.min(axis=0), structure.coords.max(axis=0)
     return (

@@ -65,6 +65,7 @@ class DensityMap:
 
 
 MAP_SUFFIXES = (".mrc", ".map", ".ccp4", ".mrcs", ".rec")
+"""File name endings (lower case, before any ``.gz``) of the map formats :func:`read_map` reads."""
 
 
 def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:

@@ -17,6 +17,7 @@ import numpy as np
 
 from cryomaps.io.atomic import write_bytes_atomically
 from cryomaps.metrics.volumes import align_to_reference, volume_array
+from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
 
 AXIS_NAMES = ("x", "y", "z")
 
@@ -94,13 +95,14 @@ def save_local_resolution_slices(
     Args:
         density: the map (DensityMap, array or tensor, (x, y, z)); first row.
         local_resolutions: name -> local-resolution map (Å) on the same grid; one row each.
-        inside: (x, y, z) bool, where local resolution is shown (default: values below 100 Å,
-            the background convention); other voxels are left blank.
+        inside: (x, y, z) bool, where local resolution is shown (default: values below the
+            background, :data:`~cryomaps.signal.local_fsc.BACKGROUND_RESOLUTION` = 100 Å); other
+            voxels are left blank.
         limits: colour range in Å (default: 2nd and 98th percentiles inside).
     """
     values = {name: volume_array(volume).astype(np.float64) for name, volume in local_resolutions.items()}
     if inside is None:
-        inside = np.logical_and.reduce([volume < 100.0 for volume in values.values()])
+        inside = np.logical_and.reduce([volume < BACKGROUND_RESOLUTION for volume in values.values()])
     if limits is None:
         shown = np.concatenate([volume[inside] for volume in values.values()])
         limits = tuple(np.percentile(shown, [2, 98])) if shown.size else (0.0, 1.0)
