@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from cryomaps import __version__
 from cryomaps.data.manifest import ManifestEntry
 from cryomaps.errors import CryomapsError, InputError
 from cryomaps.io.atomic import write_json_atomically
@@ -90,8 +91,6 @@ def read_record(out_dir: Path, file_stem: str) -> PairRecord | None:
 
 def fingerprint(entry: ManifestEntry, settings: dict) -> str:
     """SHA-256 (hex) identifying the curation of ``entry`` with ``settings`` (plain containers)."""
-    from cryomaps import __version__
-
     row = asdict(entry)
     for ignored in ("line", "notes"):  # moving a row or editing its notes changes nothing curated
         row.pop(ignored)

@@ -28,7 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from cryomaps.config import compose_config
+from cryomaps.data.curate import CurationOptions, curate_entries
 from cryomaps.data.curated import INDEX_NAME, read_curated_index, read_curated_pair
+from cryomaps.data.manifest import read_manifest
 from cryomaps.data.patches import (
     AugmentationOptions,
     PatchOptions,
@@ -39,6 +42,7 @@ from cryomaps.data.patches import (
     make_subject,
 )
 from cryomaps.errors import InputError
+from cryomaps.io import read_map
 
 PAIR_KEYS = ("input", "target", "mask")
 LOCRES_KEYS = ("map", "locres", "mask")
@@ -197,10 +201,6 @@ class PairedPatchDataModule(_PatchDataModule):
         """Curate ``manifest`` into ``curated_dir`` unless it already holds a curated index."""
         if self.manifest is None or (self.curated_dir / INDEX_NAME).is_file():
             return
-        from cryomaps.config import compose_config
-        from cryomaps.data.curate import CurationOptions, curate_entries
-        from cryomaps.data.manifest import read_manifest
-
         overrides = [f"{key}={value}" for key, value in self.curation.items()]
         config = compose_config("curate", overrides)
         entries = read_manifest(self.manifest, data_root=config.data_root)
@@ -291,8 +291,6 @@ def load_volume(volume: Mapping, keys: Sequence[str]) -> tuple[dict[str, np.ndar
     Raises:
         InputError: a key is missing, a file is unreadable, or the shapes differ.
     """
-    from cryomaps.io import read_map
-
     missing = [key for key in keys if key not in volume]
     if missing:
         raise InputError(None, f"volume lacks {', '.join(missing)} (has {', '.join(map(str, volume))})")

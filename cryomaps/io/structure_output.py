@@ -17,6 +17,7 @@ import numpy as np
 
 from cryomaps.errors import InputError
 from cryomaps.io.atomic import atomic_output
+from cryomaps.io.structures import keep_selected_atoms
 
 PDB_SUFFIXES = (".pdb", ".ent")
 MMCIF_SUFFIXES = (".cif", ".mmcif")
@@ -82,8 +83,6 @@ def write_structure(
 def _read_like(structure, **read_options):
     """The gemmi structure of ``structure.source`` reduced as ``read_structure`` reduced it."""
     import gemmi
-
-    from cryomaps.io.structures import keep_selected_atoms
 
     if structure.source is None:
         raise InputError(None, "the structure was not read from a file; nothing to copy records from")

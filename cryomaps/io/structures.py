@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomaps.errors import InputError
+from cryomaps.errors import CryomapsError, InputError
 
 ALTLOC_POLICIES = ("all", "first")
 _ORGANIC_ELEMENTS = ("C", "N", "O", "S", "H", "P")
@@ -169,8 +169,6 @@ def start_reading_structure(path: str | os.PathLike, **options) -> Callable[[], 
 def _send_structure(write_end: int, path, options: dict) -> int:
     """In the child: pickle the structure (or the input error) into ``write_end``; returns the exit status."""
     import pickle
-
-    from cryomaps.errors import CryomapsError
 
     try:
         try:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import torch
 
+from cryomaps.metrics.figures import central_slices_image, save_central_slices
+
 
 def log_slice_panel(module, key: str, volumes: dict[str, torch.Tensor]) -> None:
     """Log central x/y/z slices of named (X, Y, Z) volumes, the first being the reference.
@@ -13,8 +15,6 @@ def log_slice_panel(module, key: str, volumes: dict[str, torch.Tensor]) -> None:
     With a W&B logger the panel goes to W&B as an image; otherwise it is written as
     ``<log_dir>/images/<key>_epoch<NNN>.png`` next to the CSV logs.
     """
-    from cryomaps.metrics.figures import central_slices_image, save_central_slices
-
     arrays = {name: volume.detach().float().cpu().numpy() for name, volume in volumes.items()}
     (reference_name, reference), *others = arrays.items()
     others = dict(others)
