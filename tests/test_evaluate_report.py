@@ -166,7 +166,7 @@ def test_target_resolution_filters_the_reference_and_evaluates_molmap_there(mani
     and fits that map better than molmap at 3.2 Å does; the pair without a resolution is skipped."""
     from cryomaps.io import DensityMap, read_map, read_structure
     from cryomaps.metrics import evaluate_maps
-    from cryomaps.workflows.report import filtered_map
+    from cryomaps.workflows.generation import filtered_map
     from cryomaps.render import render_structure
 
     out = tmp_path / "report"
@@ -197,3 +197,40 @@ def test_target_resolution_finer_than_the_map_is_skipped_and_a_bad_value_is_one_
     assert row["status"] == "skipped" and "finer than the map's reported 3.2" in row["reason"]
     status, _ = evaluate(f"manifest={manifest}", f"out={tmp_path / 'bad'}", "target_resolution=-1", "methods=[molmap_2A]")
     assert status == 2 and "target_resolution must be a positive number" in capsys.readouterr().err
+
+
+def test_an_unconditioned_generator_at_target_resolution_is_the_map_generate_writes(manifest, tiny_generator, tmp_path):
+    """target_resolution=8: the report scores the unconditioned generator's output low-pass filtered to 8 Å,
+    the map ``cryomaps generate --resolution 8`` writes, which is the unfiltered output blurred by a
+    Gaussian of σ = 0.225·√(8² − 3.2²) Å (oracle: scipy's spatial Gaussian, zero outside the box)."""
+    from scipy.ndimage import gaussian_filter
+
+    from cryomaps.io import read_map, read_structure
+    from cryomaps.metrics import evaluate_maps
+    from cryomaps.workflows.generation import filtered_map
+
+    out = tmp_path / "report"
+    status, _ = evaluate(f"manifest={manifest}", f"out={out}", "split=val", "target_resolution=8",
+                         "methods=[generator]", f"generator_ckpt={tiny_generator}", "tiling.overlap=0")
+    assert status == 0
+    (row,) = read_csv(out / "metrics.csv")
+    entry = next(e for e in read_manifest(manifest) if e.label == SPIKE)
+    plain, coarse = tmp_path / "plain.mrc", tmp_path / "coarse.mrc"
+    for path, extra in ((plain, []), (coarse, ["--resolution", "8"])):
+        arguments = ["generate", str(entry.model_path), "-o", str(path), "--like", str(entry.map_path),
+                     "--ckpt", str(tiny_generator), "--overlap", "0", "--device", "cpu", *extra]
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert cli.main(arguments) == 0
+    plain_map, coarse_map = read_map(plain), read_map(coarse)
+    def blurred(sigma):  # sigma in Å; the sampled spatial kernel differs from the Fourier one by < 1e-3
+        return gaussian_filter(plain_map.data.astype(np.float64), sigma / plain_map.voxel_size, mode="constant", truncate=6.0)
+
+    expected = blurred(0.225 * np.sqrt(8.0**2 - 3.2**2))
+    assert np.abs(coarse_map.data - expected).max() < 1e-3 * np.abs(expected).max()
+    assert np.abs(coarse_map.data - blurred(0.225 * 8.0)).max() > 1e-2 * np.abs(expected).max()  # not σ = 0.225·R
+
+    reference = filtered_map(read_map(entry.map_path), 3.2, 8.0)
+    structure = read_structure(entry.model_path, remove_waters=True, remove_hydrogens=True)
+    scores = evaluate_maps(coarse_map, reference, model_coords=structure.coords)
+    for metric in PUBLISHED_METRICS:
+        assert float(row[metric]) == pytest.approx(scores[metric], abs=1e-4), metric

@@ -14,8 +14,8 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--resolution", type=options.resolution,
         help="target resolution (Å): conditions a resolution-aware generator (default: estimated from the --like "
-        "map, else 3 Å, and printed); for others the output is low-pass filtered with a Gaussian of "
-        "σ = 0.225·resolution (molmap convention)",
+        "map, else 3 Å, and printed); an unconditioned generator's output, taken to be at 3.2 Å, is low-pass "
+        "filtered to it with a Gaussian of σ = 0.225·√(resolution² − 3.2²) (as cryomaps evaluate target_resolution=R)",
     )
     parser.add_argument("--ckpt", help="generator weights (.pt) or training checkpoint (.ckpt); default: the bundled model")
     parser.add_argument("--padding", type=options.padding, default=8.0, help="Å of space around the model (default 8)")
@@ -33,11 +33,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
-    from cryomaps.inference.generate import TilingOptions, assumed_resolution, generate_map, low_pass
-
-    from cryomaps.models.weights import bundled_weights_path
+    from cryomaps.inference.generate import TilingOptions, assumed_resolution
     from cryomaps.io import read_map, read_structure, write_map
-    from cryomaps.models.weights import load_network
+    from cryomaps.models.weights import bundled_weights_path, load_network
+    from cryomaps.workflows.generation import UNCONDITIONED_OUTPUT_RESOLUTION, generate_at_resolution, is_conditioned
 
     started = time.perf_counter()
     options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},
@@ -54,12 +53,13 @@ def run(args) -> int:
     check_tiling(args, loaded, weights)
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
     resolution = args.resolution
-    if resolution is None and loaded.network.embedding is not None:
+    if resolution is None and is_conditioned(loaded):
         resolution, how = assumed_resolution(structure, like)
         print(f"assumed resolution {resolution:.1f} Å ({how})")
-    generated = generate_map(structure, loaded.network, loaded.metadata, args.padding, like, resolution, tiling)
-    if args.resolution is not None and loaded.network.embedding is None:
-        generated = low_pass(generated, args.resolution)
+    if resolution is not None and not is_conditioned(loaded) and resolution <= UNCONDITIONED_OUTPUT_RESOLUTION:
+        print(f"--resolution {resolution:g} Å is not coarser than this unconditioned generator's output "
+              f"({UNCONDITIONED_OUTPUT_RESOLUTION:g} Å): written unfiltered")
+    generated = generate_at_resolution(structure, loaded, resolution, args.padding, like, tiling)
     write_map(args.output, generated, label=f"cryomaps generate {structure.n_atoms} atoms")
     print(
         f"wrote {args.output}: {generated.data.shape} voxels of {generated.voxel_size[0]:.3f} Å "

@@ -4,15 +4,17 @@ For each map-model pair (model read without waters and hydrogens) every method m
 experimental map's grid, and :func:`cryomaps.metrics.evaluate_maps` scores it against the
 experimental map with the model's atoms (:data:`METRICS`). Methods (:func:`check_methods`):
 
-- ``generator``: the struc2map generator (:func:`cryomaps.inference.generate.generate_map`), bundled
-  weights unless a weights file or checkpoint is given (a resolution-conditioned generator is given
-  the pair's resolution: the reported one, or ``target_resolution``);
+- ``generator``: the struc2map generator at the pair's resolution (the reported one, or
+  ``target_resolution``) made as ``cryomaps generate --resolution`` makes it
+  (:func:`cryomaps.workflows.generation.generate_at_resolution`: a resolution-conditioned generator
+  is conditioned on it, an unconditioned one's output is low-pass filtered to it), bundled weights
+  unless a weights file or checkpoint is given;
 - ``molmap_<d>A`` (e.g. ``molmap_2A``, ``molmap_4.5A``): ChimeraX-style molmap at d Å;
 - ``molmap_reported``: molmap at the pair's resolution (reported, or ``target_resolution``);
 - ``peng``: the Peng electron potential with the model's B-factors, point sampled.
 
 With ``target_resolution`` R (Å), every experimental map is first low-pass filtered from its
-reported resolution d₀ to R with :func:`cryomaps.signal.low_pass_to_resolution` (Gaussian
+reported resolution d₀ to R with :func:`cryomaps.workflows.generation.filtered_map` (Gaussian
 σ = 0.225·√(R² − d₀²), the filter that made the coarser training targets), and the pair is then
 evaluated at R; a pair without a reported resolution, or reported coarser than R, is skipped with
 its reason.
@@ -43,16 +45,15 @@ import numpy as np
 
 from cryomaps.data.manifest import ManifestEntry, filter_split, read_manifest
 from cryomaps.errors import CryomapsError, InputError
-from cryomaps.inference.generate import TilingOptions, generate_map
-from cryomaps.models.weights import bundled_weights_path
+from cryomaps.inference.generate import TilingOptions
 from cryomaps.io import DensityMap, Structure, read_map, read_structure
 from cryomaps.io.atomic import write_csv_atomically
-from cryomaps.models.weights import LoadedNetwork, load_network
+from cryomaps.models.weights import LoadedNetwork, bundled_weights_path, load_network
 from cryomaps.metrics.evaluation import evaluate_maps
 from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_metric_boxplots
 from cryomaps.metrics.fsc import fourier_shell_correlation
 from cryomaps.render import render_structure
-from cryomaps.signal import low_pass_to_resolution
+from cryomaps.workflows.generation import filtered_map, generate_at_resolution
 
 METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean", "masked_corr", "fsc_0.5_A", "fsc_0.143_A")
 """The columns of :func:`cryomaps.metrics.evaluate_maps` with ``model_coords`` (resolutions in Å)."""
@@ -255,14 +256,6 @@ def load_pair(entry: ManifestEntry, options: ReportOptions) -> Pair:
     return pair
 
 
-def filtered_map(density_map: DensityMap, native_resolution: float, target_resolution: float) -> DensityMap:
-    """``density_map`` low-pass filtered from ``native_resolution`` to ``target_resolution`` (Å)."""
-    data = low_pass_to_resolution(
-        density_map.data.astype(np.float64), density_map.voxel_size, native_resolution, target_resolution
-    )
-    return DensityMap(data.numpy().astype(np.float32), density_map.voxel_size, density_map.origin)
-
-
 def run_method(method: str, pair: Pair, generator: LoadedNetwork | None, options: ReportOptions) -> MethodResult:
     """Make ``method``'s map of ``pair`` and score it, or record why it could not be made."""
     if pair.unavailable:
@@ -282,10 +275,7 @@ def make_method_map(
 ) -> DensityMap:
     """``method``'s map of ``pair.structure`` on the experimental map's grid."""
     if method == "generator":
-        return generate_map(
-            pair.structure, generator.network, generator.metadata,
-            like=pair.experimental, resolution=pair.resolution, tiling=tiling,
-        )
+        return generate_at_resolution(pair.structure, generator, pair.resolution, like=pair.experimental, tiling=tiling)
     if method == "peng":
         return render_on_experimental_grid(pair, model="peng", sampling="point")
     if method == "molmap_reported":
