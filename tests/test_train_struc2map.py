@@ -142,3 +142,52 @@ def test_wandb_logger_runs_offline(tmp_path, curated_dir):
     run_dir = tmp_path / "wandb_run"
     assert train(run_dir, curated_dir, "logger=wandb") == 0
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+@pytest.fixture(scope="module")
+def tiny_unconditioned_weights(tmp_path_factory):
+    """A weights file of a tiny unconditioned generator (channels [2, 4]) with the bundled metadata."""
+    from cryomaps.models.registry import build_generator
+    from cryomaps.models.weights import save_network
+
+    torch.manual_seed(0)
+    hyperparameters = {"preset": "small", "channels": [2, 4], "resolution_conditioning": False}
+    metadata = {"input": {"model": "molmap", "resolution": 2.0, "sampling": "point"}, "voxel_size": 1.0}
+    path = tmp_path_factory.mktemp("weights") / "tiny_generator.pt"
+    return save_network(path, "generator", build_generator(**hyperparameters), hyperparameters, metadata=metadata)
+
+
+CONDITIONED = ("model.generator.resolution_conditioning=true", "+data.resolution_augmentation={probability:0.5,max_resolution:14.0}")
+
+
+def test_finetune_can_switch_resolution_conditioning_on(tmp_path, curated_dir, tiny_unconditioned_weights, capsys):
+    """The override wins over the checkpoint's stored value; the other stored hyperparameters (channels)
+    are kept, the weights load, and the new FiLM layers start as the identity: with no training step the
+    conditioned generator gives the unconditioned one's output at any resolution. A tiny run then trains them."""
+    from cryomaps.models.weights import load_network
+
+    finetune = ["finetune", f"ckpt={tiny_unconditioned_weights}", f"data.curated_dir={curated_dir}", *TINY, *CONDITIONED]
+    assert cli_main([*finetune, f"run_dir={tmp_path / 'untrained'}", "trainer.max_epochs=0"]) == 0
+    assert "model.generator.resolution_conditioning=True" in capsys.readouterr().out
+    plain = load_network(tiny_unconditioned_weights, "generator").network.eval()
+    conditioned = load_network(tmp_path / "untrained" / "generator.pt", "generator").network.eval()
+    assert conditioned.embedding is not None and [node.conv1.out_channels for node in conditioned.nodes.values()][0] == 2
+    volume = torch.rand(1, 1, 8, 8, 8)
+    with torch.no_grad():
+        for resolution in (3.0, 12.0):
+            assert torch.allclose(conditioned(volume, torch.tensor([resolution])), plain(volume), atol=1e-6)
+
+    assert cli_main([*finetune, f"run_dir={tmp_path / 'trained'}"]) == 0
+    trained = torch.load(tmp_path / "trained" / "generator.pt", weights_only=True)["state_dict"]
+    assert any(name.endswith("film.weight") and trained[name].abs().sum() > 0 for name in trained)
+
+
+def test_finetune_with_an_override_the_weights_cannot_fit_is_one_line(tmp_path, curated_dir, tiny_unconditioned_weights, capsys):
+    run_dir = tmp_path / "run"
+    status = cli_main(["finetune", f"ckpt={tiny_unconditioned_weights}", f"run_dir={run_dir}",
+                       f"data.curated_dir={curated_dir}", *TINY, "+model.generator.channels=[4,8]"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(error) == 1
+    assert "do not fit the networks as changed by the override(s) model.generator.channels" in error[0]
+    assert "(2, 1, 3, 3, 3) in the checkpoint, (4, 1, 3, 3, 3) here" in error[0]
+    assert not run_dir.exists()

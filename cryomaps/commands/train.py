@@ -48,13 +48,18 @@ def compose_and_run(config_name: str, args) -> int:
 
     new_folders = missing_folders(Path(str(config.run_dir)))
     try:
-        run_dir = run_finetuning(config) if config_name == "finetune" else run_training(config)
+        run_dir = run_finetuning(config, override_keys(args.overrides)) if config_name == "finetune" else run_training(config)
     except CryomapsError:
         remove_unused_run_folders(new_folders)
         raise
     if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
         print(f"run folder: {run_dir}")
     return 0
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The dotted keys of ``key=value`` overrides, without Hydra's ``+``/``++``/``~`` prefixes."""
+    return [item.split("=", 1)[0].lstrip("+~") for item in overrides if "=" in item]
 
 
 def missing_folders(run_dir: Path) -> list[Path]:
@@ -136,7 +141,7 @@ def check_override_types(config_name: str, overrides: list[str], config) -> None
     from cryomaps.errors import InputError
 
     groups = {entry.name for entry in config_dir().iterdir() if entry.is_dir()}
-    keyed = [(item.split("=", 1)[0].lstrip("+~"), item) for item in overrides if "=" in item]
+    keyed = list(zip(override_keys(overrides), [item for item in overrides if "=" in item]))
     reference = compose_config(config_name, [item for key, item in keyed if key in groups])
     for key, item in keyed:
         if key in groups or key.rsplit(".", 1)[-1] in FREE_FORM_KEYS:

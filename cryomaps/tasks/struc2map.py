@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cryomaps.models import build_discriminator, build_generator, init_published_weights
+from cryomaps.tasks.logging import log_slice_panel
 from cryomaps.tasks.losses import batch_pearson
 
 
@@ -62,7 +63,6 @@ class Struc2MapTask(L.LightningModule):
         if published_init:
             init_published_weights(self)
         freeze_parameters(self, frozen_prefixes or [])
-        self._validation_sums: dict[str, float] = {}
 
     def on_fit_start(self) -> None:
         """Record how the training inputs were made (from the DataModule) in the hyperparameters,
@@ -140,8 +140,6 @@ class Struc2MapTask(L.LightningModule):
 
     def _log_central_slices(self, batch: dict, fake: torch.Tensor) -> None:
         """Central z-slices of input, generated and target patch 0, to whichever logger takes images."""
-        from cryomaps.tasks.logging import log_slice_panel
-
         volumes = {"input": batch["input"][0, 0], "generated": fake[0, 0], "target": batch["target"][0, 0]}
         log_slice_panel(self, "val/slices", volumes)
 

@@ -9,16 +9,22 @@ Layout of a run folder (``run_dir``)::
 
 Resuming (``resume=true`` or ``ckpt_path=...``) restores weights, optimisers, schedulers and the
 loop state. Fine-tuning (:func:`run_finetuning`) loads network weights only, can freeze
-parameters, and starts fresh optimisers.
+parameters, and starts fresh optimisers; the networks are built with the checkpoint's
+hyperparameters, except those given as ``model.<network>.<key>=...`` overrides (e.g.
+``model.generator.resolution_conditioning=true`` adds FiLM layers, which start as the identity).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+import lightning as L
+
 from cryomaps.config import to_plain
-from cryomaps.errors import InputError
+from cryomaps.errors import CryomapsError, InputError
 from cryomaps.io.atomic import write_text_atomically
+from cryomaps.models.weights import load_checkpoint_networks, save_network
 
 TASK_CLASSES = {
     "struc2map": ("cryomaps.tasks.struc2map", "Struc2MapTask"),
@@ -62,8 +68,6 @@ def build_datamodule(config):
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
-    from cryomaps.errors import CryomapsError
-
     try:
         return instantiate(config.data, _convert_="all")
     except InstantiationException as error:
@@ -88,7 +92,6 @@ def build_logger(config, run_dir: Path):
 
 
 def build_trainer(config, run_dir: Path, extra_callbacks: list | None = None):
-    import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     checkpoints = ModelCheckpoint(
@@ -130,8 +133,6 @@ def prepare_run_dir(config) -> Path:
 
 def run_training(config, task=None) -> Path:
     """Train (or resume) as configured; returns the run folder."""
-    import lightning as L
-
     L.seed_everything(int(config.seed), workers=True)
     run_dir = prepare_run_dir(config)
     task = task if task is not None else build_task(config)
@@ -143,24 +144,68 @@ def run_training(config, task=None) -> Path:
     return run_dir
 
 
-def run_finetuning(config) -> Path:
-    """Load network weights from ``config.ckpt`` (optionally freezing ``config.freeze``) and train."""
-    from cryomaps.models.weights import load_checkpoint_networks
+def run_finetuning(config, overridden_keys: Sequence[str] = ()) -> Path:
+    """Load network weights from ``config.ckpt`` (optionally freezing ``config.freeze``) and train.
 
-    networks, state_dict = load_checkpoint_networks(config.ckpt)
+    Args:
+        overridden_keys: dotted keys given as overrides (``model.generator.resolution_conditioning``);
+            a ``model.<network>.<key>`` among them replaces the checkpoint's stored value.
+    Raises:
+        InputError: the weights do not fit the networks so built (one line naming the first misfit).
+    """
+    L.seed_everything(int(config.seed), workers=True)  # what the weights do not set starts the same every run
+    stored, state_dict = load_checkpoint_networks(config.ckpt)
+    changed = overridden_network_settings(config, stored, overridden_keys)
+    networks = {kind: {**hyperparameters, **changed.get(kind, {})} for kind, hyperparameters in stored.items()}
     task = build_task(config, model_hyperparameters=networks, frozen_prefixes=list(config.freeze))
-    missing, unexpected = task.load_state_dict(state_dict, strict=False)
-    loaded = len(state_dict) - len(unexpected)
-    if unexpected or loaded == 0:
-        raise InputError(config.ckpt, f"weights do not fit this task (unexpected keys: {list(unexpected)[:3]})")
-    print(f"fine-tuning from {config.ckpt}: {loaded} tensors loaded, {len(missing)} left at initialisation")
+    missing = load_fitting_weights(task, state_dict, config.ckpt, changed)
+    settings = "".join(f", model.{kind}.{key}={value}" for kind, values in changed.items() for key, value in values.items())
+    print(f"fine-tuning from {config.ckpt}{settings}: {len(state_dict)} tensors loaded, "
+          f"{len(missing)} left at initialisation")
     return run_training(config, task=task)
+
+
+def overridden_network_settings(config, stored: dict, overridden_keys: Sequence[str]) -> dict[str, dict]:
+    """``{network: {key: value}}`` of the ``model.<network>.<key>`` overrides of networks that the
+    checkpoint stores, with the composed config's values (plain Python)."""
+    plain = to_plain(config.model)
+    changed: dict[str, dict] = {}
+    for dotted in overridden_keys:
+        parts = dotted.split(".")
+        if len(parts) == 3 and parts[0] == "model" and parts[1] in stored:
+            changed.setdefault(parts[1], {})[parts[2]] = plain[parts[1]][parts[2]]
+    return changed
+
+
+def load_fitting_weights(task, state_dict: dict, checkpoint, changed: dict[str, dict]) -> list[str]:
+    """Load ``state_dict`` into ``task``; returns the names of the task's tensors it did not set.
+
+    Raises:
+        InputError: a tensor has no place in the task or a different shape there, or nothing loads.
+    """
+    own = task.state_dict()
+    unexpected = [name for name in state_dict if name not in own]
+    misshapen = [name for name in state_dict if name in own and own[name].shape != state_dict[name].shape]
+    because = "" if not changed else f" as changed by the override(s) {', '.join(_dotted(changed))}"
+    if unexpected:
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        raise InputError(checkpoint, f"weights do not fit the networks{because}: no place for {unexpected[0]}{more}")
+    if misshapen:
+        name = misshapen[0]
+        raise InputError(checkpoint, f"weights do not fit the networks{because}: {name} is "
+                         f"{tuple(state_dict[name].shape)} in the checkpoint, {tuple(own[name].shape)} here")
+    if not state_dict:
+        raise InputError(checkpoint, "holds no weights")
+    task.load_state_dict(state_dict, strict=False)
+    return [name for name in own if name not in state_dict]
+
+
+def _dotted(changed: dict[str, dict]) -> list[str]:
+    return [f"model.{kind}.{key}" for kind, values in changed.items() for key in values]
 
 
 def export_weights(task, run_dir: Path) -> list[Path]:
     """Write each trained network of ``task`` as a plain weights file in ``run_dir``."""
-    from cryomaps.models.weights import save_network
-
     written = []
     for kind, network in task.exported_networks().items():
         path = run_dir / f"{kind}.pt"
