@@ -243,10 +243,17 @@ def test_estimates_stay_at_or_above_the_nyquist_limit_of_a_coarsely_sampled_map(
 
 
 def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separately(bundled):
+    """Flip averaging inverts the prepared tensor. On this map preparation commutes with the inversion
+    (1 Å voxels: no resampling; the crop is the whole 28 x 28 x 24 box, a multiple of the stride: no
+    padding), so the oracle is the inverted map predicted on its own and flipped back."""
     from cryomaps.inference.locres_network import predict_local_resolution
 
-    density = blob_map(1.0, shape=(36, 40, 28))
+    density = blob_map(1.0, shape=(28, 28, 24), origin=(-5.0, 1.0, 5.0))  # blob at the box centre
     inverted = DensityMap(np.flip(density.data).copy(), density.voxel_size, density.origin)
+    preparation = InputPreparation.from_metadata(bundled.metadata)
+    prepared = prepare_map(density, preparation, bundled.network.stride).volume
+    assert prepared.shape == density.data.shape
+    np.testing.assert_array_equal(prepare_map(inverted, preparation, bundled.network.stride).volume, np.flip(prepared))
 
     def estimate(map_: DensityMap, flip_average: bool) -> np.ndarray:
         result = predict_local_resolution(map_, bundled.network, bundled.metadata, flip_average=flip_average, device="cpu")

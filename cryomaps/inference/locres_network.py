@@ -21,11 +21,13 @@ together with ``tile_size``, the edge of the training patches.
 patches whose global-resolution label is the median local resolution inside the patch's mask, so
 its global head answers "the typical resolution of this patch" and global + relative is a complete
 local-resolution estimate for that patch. The prepared map is therefore always cut into tiles of
-the training size (:func:`cryomaps.inference.tiling.predict_tiled`, blended, overlapping by half a
-tile); each tile's global + relative resolution is blended, which gives the global resolution of
-the map per region without a separate whole-map pass. The reported global resolution is the median
-of the local resolution inside the predicted mask. The mask probability is blended in a second
-tiling pass that replays the first pass's mask-head outputs (the tiler blends one channel). Both are
+the training size (:func:`cryomaps.inference.tiling.predict_tiled_channels`, blended, overlapping
+by half a tile); each tile's global + relative resolution is blended, which gives the global
+resolution of the map per region without a separate whole-map pass. The mask probability is
+blended in the same pass (one network call per batch of tiles gives both heads, blended as two
+channels). Flip averaging predicts the prepared tensor a second time inverted through its centre
+and flips that prediction back before averaging (the map is prepared once). The reported global
+resolution is the median of the local resolution inside the predicted mask. Both maps are
 resampled back onto the input map's grid; estimates finer than the input's Nyquist limit (twice
 its voxel size) are raised to it; outside the mask the local resolution is
 ``DEFAULT_BACKGROUND_RESOLUTION`` (100 Å, as the classical mode).
@@ -48,6 +50,7 @@ import torch
 
 from cryomaps.data.locres_input import InputPreparation, prepare_map
 from cryomaps.devices import resolve_device
+from cryomaps.inference.tiling import predict_tiled_channels
 from cryomaps.io import DensityMap, resample_map
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
 from cryomaps.signal.local_fsc import nyquist_resolution
@@ -97,9 +100,9 @@ def predict_local_resolution(
         overlap: voxels shared by neighbouring tiles (default: half a tile, so that every voxel
             blends up to eight tiles' estimates and tile seams vanish; a quarter of a tile is about
             three times faster at the same accuracy on synthetic maps, with visible seams).
-        flip_average: also predict the map inverted through its centre (flipped along x, y and z),
-            flip that prediction back and average the two (test-time augmentation; the network is
-            not exactly equivariant to it). Twice the time; on the 12 synthetic validation maps of
+        flip_average: also predict the prepared map inverted through its centre (flipped along x,
+            y and z), flip that prediction back and average the two (test-time augmentation; the
+            network is not exactly equivariant to it). Twice the time; on the 12 synthetic validation maps of
             ``scripts/bench_locres_network.py`` it lowered the RMSE of a model with the spectral
             global head from 1.045 to 1.028 Å (9 of 12 maps better).
         batch_size: tiles per network call.
@@ -112,15 +115,18 @@ def predict_local_resolution(
     """
     started = time.perf_counter()
     device = resolve_device(device)
-    settings = {"overlap": overlap, "batch_size": batch_size, "device": device, "background": background}
-    local, probability = _heads_on_grid(density_map, network.to(device), metadata, **settings)
+    preparation = InputPreparation.from_metadata(metadata)
+    prepared = prepare_map(density_map, preparation, network.stride)
+    overlap = preparation.tile_size // 2 if overlap is None else overlap
+    settings = {"tile_size": preparation.tile_size, "overlap": overlap, "batch_size": batch_size, "device": device}
+    volume = torch.from_numpy(prepared.volume)
+    heads = _tiled_heads(network.to(device), volume, **settings)
     if flip_average:
-        inverted = DensityMap(np.flip(density_map.data).copy(), density_map.voxel_size, density_map.origin)
-        local_inverted, probability_inverted = _heads_on_grid(inverted, network, metadata, **settings)
-        local = (local + np.flip(local_inverted)) / 2
-        probability = (probability + np.flip(probability_inverted)) / 2
-    local = np.maximum(local, np.float32(nyquist_resolution(density_map.voxel_size)))
+        heads = (heads + _tiled_heads(network, volume.flip(0, 1, 2), **settings).flip(1, 2, 3)) / 2
     target = density_map.grid
+    probability = resample_map(DensityMap.from_grid(heads[1].numpy(), prepared.grid), target).data
+    local = resample_map(DensityMap.from_grid(heads[0].numpy(), prepared.grid), target, fill_value=background).data
+    local = np.maximum(local, np.float32(nyquist_resolution(density_map.voxel_size)))
     inside = probability > 0.5
     locres = np.where(inside, local, np.float32(background)).astype(np.float32)
     median = float(np.median(locres[inside])) if inside.any() else float("nan")
@@ -133,50 +139,18 @@ def predict_local_resolution(
     )
 
 
-def _heads_on_grid(density_map: DensityMap, network, metadata: Mapping, *, overlap, batch_size, device, background):
-    """Global + relative resolution (Å; ``background`` outside the prepared box) and mask probability,
-    both (X, Y, Z) on ``density_map``'s grid: prepare, tile, blend and resample back."""
-    preparation = InputPreparation.from_metadata(metadata)
-    prepared = prepare_map(density_map, preparation, network.stride)
-    volume = torch.from_numpy(prepared.volume)
-    local, probability = _tiled_heads(network, volume, preparation.tile_size, overlap, batch_size, device)
-    target = density_map.grid
-    probability = resample_map(DensityMap.from_grid(probability, prepared.grid), target).data
-    local = resample_map(DensityMap.from_grid(local, prepared.grid), target, fill_value=background).data
-    return local, probability
-
-
-def _tiled_heads(network, volume: torch.Tensor, tile_size: int, overlap: int | None, batch_size: int, device):
-    """Blended (X, Y, Z) maps of global + relative resolution (Å, every voxel) and mask probability.
-
-    :func:`cryomaps.inference.tiling.predict_tiled` blends one output channel, so it runs twice over
-    the same tiles in the same order: the first pass runs the network, blends global + relative and
-    keeps each batch's mask probabilities; the second pass replays them (no second network pass).
-    """
-    from cryomaps.inference.tiling import predict_tiled
-
-    overlap = tile_size // 2 if overlap is None else overlap
+def _tiled_heads(network, volume: torch.Tensor, *, tile_size: int, overlap: int, batch_size: int, device) -> torch.Tensor:
+    """Blended (2, X, Y, Z) heads of ``network`` over the prepared ``volume`` (X, Y, Z), one network
+    call per batch of tiles: channel 0 global + relative resolution (Å, every voxel), channel 1 mask
+    probability."""
     if tile_size % network.stride:
         raise ValueError(f"tile size {tile_size} is not a multiple of the network stride {network.stride}")
-    kept_probabilities: list[torch.Tensor] = []
 
-    def local_resolution(tiles: torch.Tensor) -> torch.Tensor:
+    def heads(tiles: torch.Tensor) -> torch.Tensor:
         output = network(tiles)
-        kept_probabilities.append(torch.sigmoid(output.mask_logits))
-        return output.global_resolution.view(-1, 1, 1, 1, 1) + output.relative_resolution
+        local = output.global_resolution.view(-1, 1, 1, 1, 1) + output.relative_resolution
+        return torch.cat([local, torch.sigmoid(output.mask_logits)], dim=1)
 
-    def replayed_mask_probability(tiles: torch.Tensor) -> torch.Tensor:
-        probability = kept_probabilities.pop(0)
-        if probability.shape != tiles.shape:
-            raise RuntimeError("tiling order changed between the two passes")
-        return probability
+    return predict_tiled_channels(volume, heads, channels=2, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                                  device=device, empty_threshold=-math.inf, mixed_precision=False)
 
-    settings = {"tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "device": device,
-                "empty_threshold": -math.inf, "mixed_precision": False}
-    local = predict_tiled(volume, local_resolution, **settings)
-    probability = predict_tiled(volume, replayed_mask_probability, **settings)
-    return local.numpy(), probability.numpy()
-
-
-# ---------------------------------------------------------------------------------------------
-# Synthetic training and evaluation volumes
