@@ -17,11 +17,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid, resample_map
 from cryomaps.metrics.masks import threshold_mask
 from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
-
-
 
 
 @dataclass(frozen=True)
@@ -48,8 +47,6 @@ class InputPreparation:
         names = ("voxel_size", "threshold_sigmas", "crop_margin", "tile_size")
         missing = [name for name in names if name not in metadata]
         if missing:
-            from cryomaps.errors import InputError
-
             raise InputError(None, f"network metadata lacks {', '.join(missing)}: not a cryomaps CryoRes weights file?")
         return cls(**{name: metadata[name] for name in names})
 

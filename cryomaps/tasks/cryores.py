@@ -22,7 +22,11 @@ import lightning as L
 import torch
 from torch.nn import functional as F
 
+from cryomaps.data.locres_input import InputPreparation
+from cryomaps.errors import InputError
 from cryomaps.models import build_cryores, local_resolution_map
+from cryomaps.tasks.logging import log_slice_panel
+from cryomaps.tasks.struc2map import freeze_parameters
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -57,14 +61,10 @@ class CryoResTask(L.LightningModule):
     ):
         super().__init__()
         if lr_schedule not in LR_SCHEDULES:
-            from cryomaps.errors import InputError
-
             raise InputError(None, f"task.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, not {lr_schedule!r}")
         self.save_hyperparameters()
         self.hparams["metadata"] = network_metadata(metadata)
         self.cryores = build_cryores(**cryores)
-        from cryomaps.tasks.struc2map import freeze_parameters
-
         freeze_parameters(self, frozen_prefixes or [])
 
     def forward(self, volume: torch.Tensor):
@@ -100,8 +100,6 @@ class CryoResTask(L.LightningModule):
         metrics.update(validation_metrics(losses["output"], batch))
         self.log_dict(metrics, prog_bar=True, batch_size=len(batch["map"]), sync_dist=True)
         if batch_index == 0:
-            from cryomaps.tasks.logging import log_slice_panel
-
             predicted = local_resolution_map(losses["output"], background_resolution=0.0)
             truth = batch["locres"] * (batch["mask"] > 0.5)
             log_slice_panel(self, "val/locres", {"true": truth[0, 0], "predicted": predicted[0, 0], "map": batch["map"][0, 0]})
@@ -124,8 +122,6 @@ class CryoResTask(L.LightningModule):
 
 def network_metadata(metadata: dict | None) -> dict:
     """Complete plain-Python input-preparation metadata from the configured settings (None: defaults)."""
-    from cryomaps.data.locres_input import InputPreparation
-
     preparation = InputPreparation() if metadata is None else InputPreparation.from_metadata(metadata)
     return preparation.to_metadata()
 
