@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
 from cryomaps.errors import InputError
-from cryomaps.io import DensityMap
+from cryomaps.io import DensityMap, read_map
 from cryomaps.metrics.masks import threshold_mask
+from cryomaps.signal.local_fsc import check_same_grid, local_resolution
 
 MANIFEST_COLUMNS = ("half1", "half2")
 SPLITS = ("train", "val")
@@ -42,8 +44,6 @@ def labelled_half_maps(
     """An unprepared volume ``{"map", "locres", "mask", "voxel_size", "origin"}`` on the half maps'
     grid: their average, their local FSC (``window`` Å, FSC ``threshold``) inside ``mask`` (x, y, z,
     > 0.5 inside; default :func:`cryomaps.metrics.masks.threshold_mask` of the average), and the mask."""
-    from cryomaps.signal.local_fsc import check_same_grid, local_resolution
-
     grid = check_same_grid(half1, half2)
     full = DensityMap.from_grid((half1.data + half2.data) / 2, grid)
     inside = threshold_mask(full) if mask is None else np.asarray(mask) > 0.5
@@ -62,8 +62,6 @@ def half_map_volume(
 ) -> dict:
     """One prepared training volume from two half maps (module docstring): :func:`labelled_half_maps`
     prepared with ``preparation`` (the network's input-preparation metadata; defaults when None)."""
-    from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
-
     settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
     return prepare_training_volume(labelled_half_maps(half1, half2, mask, window, threshold), settings)
 
@@ -77,8 +75,6 @@ def half_map_volumes(
 ) -> list[dict]:
     """A volume provider for :class:`cryomaps.data.datamodules.SingleMapPatchDataModule`: the prepared
     volumes (:func:`half_map_volume`) of the half-map manifest's rows of ``split``."""
-    from cryomaps.io import read_map
-
     volumes = []
     for row in read_half_map_manifest(manifest):
         if row["split"] != split:

@@ -45,14 +45,26 @@ import functools
 import json
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from cryomaps.io import DensityMap, Grid, Structure, write_map
+from cryomaps.data.half_maps import labelled_half_maps
+from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
+from cryomaps.data_root import ENV_VAR, find_data_root
+from cryomaps.errors import InputError
+from cryomaps.io import DensityMap, Grid, Structure, read_structure, write_map
 from cryomaps.io.atomic import write_text_atomically
+from cryomaps.io.example import ideal_helix_backbone, write_example_peptide
+from cryomaps.metrics.masks import atom_mask
+from cryomaps.render import render_density
+from cryomaps.render.form_factors import gaussian_density, peng_form_factor, peng_gaussian_terms
+from cryomaps.signal import local_fsc as locres
+from cryomaps.signal.fourier_shells import crossing_resolution, fourier_shells, shell_matrix
 
 CARBON = 6
 
@@ -106,8 +118,6 @@ def helix_bundle(n_x: int = 8, n_y: int = 3, n_residues: int = 30, spacing: floa
     Each helix has ``n_residues`` residues (N, CA, C, O, CB; B = 0, occupancy 1); helix axes sit on a
     square lattice of ``spacing`` Å in the xy plane, the first at (0, 0).
     """
-    from cryomaps.io.example import ideal_helix_backbone
-
     residues = ideal_helix_backbone(n_residues)
     names = list(residues[0].keys())
     helix = np.array([[residue[name] for name in names] for residue in residues]).reshape(-1, 3)
@@ -148,16 +158,6 @@ def _chain_name(index: int) -> str:
     return letters[index % 26] + ("" if index < 26 else str(index // 26))
 
 
-def form_factor(atomic_numbers: np.ndarray, frequency) -> np.ndarray:
-    """Peng / ITC 4.3.2.2 electron form factor (Å) of each atom at spatial frequency ``frequency``
-    (1/Å, scalar or broadcastable to the atoms): ``sum_i a_i exp(-b_i q² / 4)``."""
-    from cryomaps.render import peng_coefficients
-
-    a, b = (t.numpy() for t in peng_coefficients(np.asarray(atomic_numbers)))
-    q = np.asarray(frequency, dtype=np.float64)[..., None]
-    return np.sum(a * np.exp(-b * q * q / 4.0), axis=-1)
-
-
 def carbon_equivalent_counts(
     coords: np.ndarray, weights_per_atom: np.ndarray, grid: Grid, window_weights: np.ndarray
 ) -> np.ndarray:
@@ -167,8 +167,6 @@ def carbon_equivalent_counts(
     ``window_weights`` (n_x, n_y, n_z), centred on voxel ``n // 2``, by FFT and read back at each
     atom's voxel. Atoms outside the grid neither count nor receive a count (0).
     """
-    import torch
-
     index = np.rint(grid.world_to_index(coords)).astype(np.int64)
     inside = np.all((index >= 0) & (index < np.asarray(grid.shape)), axis=1)
     box = np.asarray(window_weights.shape)
@@ -214,15 +212,12 @@ class ExpectedFsc:
     threshold: float
 
     def resolution(self, density: np.ndarray, noise_variance: float) -> np.ndarray:
-        """Expected FSC resolution (Å), (len(density), T): atom density (Å⁻³) x tabulated B."""
-        import torch
-
-        from cryomaps.signal.local_fsc import fsc_crossing_resolution
-
+        """Expected FSC resolution (Å), (len(density), T): atom density (Å⁻³) x tabulated B, by the
+        estimator's crossing rule over the shells after zero frequency."""
         signal = np.asarray(density, dtype=np.float64)[:, None, None] * self.signal[None]
         fsc = signal / (signal + noise_variance * self.noise)
         flat = torch.from_numpy(fsc.reshape(-1, len(self.frequency)))
-        crossing = fsc_crossing_resolution(flat, self.frequency, self.threshold, self.finest, self.coarsest)
+        crossing = crossing_resolution(flat[:, 1:], self.frequency[1:], self.threshold, self.finest, self.coarsest)
         return crossing.numpy().reshape(fsc.shape[:2])
 
 
@@ -231,12 +226,7 @@ def expected_fsc_table(
     voxel_size: tuple[float, float, float], window: float, soft_edge: float, shape: str, threshold: float
 ) -> ExpectedFsc:
     """Tabulate the expected signal and noise shell powers of the estimator's window (module doc)."""
-    import torch
-
-    from cryomaps.signal.local_fsc import frequency_shells, nyquist_resolution, window_geometry
-    from cryomaps.render import peng_coefficients
-
-    geometry = window_geometry(voxel_size, window, soft_edge, shape, dtype=torch.float64)
+    geometry = locres.window_geometry(voxel_size, window, soft_edge, shape, dtype=torch.float64)
     box = geometry.box
     double = tuple(2 * n for n in box)
     weights = geometry.weights.to(torch.float64)
@@ -244,21 +234,20 @@ def expected_fsc_table(
     offsets = [torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64) * float(h) for n, h in zip(double, geometry.voxel_size)]
     x, y, z = torch.meshgrid(*offsets, indexing="ij")
     unique_radius_squared, voxel_to_unique = torch.unique(x * x + y * y + z * z, return_inverse=True)
-    a, b = (t[0] for t in peng_coefficients(torch.tensor([CARBON])))
-    pair_amplitude = (a[:, None] * a[None, :]).reshape(1, -1, 1)
-    beta = (b[:, None] + b[None, :]).reshape(1, -1, 1) + 2.0 * torch.from_numpy(B_FACTOR_TABLE).reshape(-1, 1, 1)
+    a, variances = peng_gaussian_terms(torch.full((len(B_FACTOR_TABLE),), CARBON), torch.from_numpy(B_FACTOR_TABLE))
+    # The autocorrelation of an atom's potential sum_i a_i G(v_i) is sum_ij a_i a_j G(v_i + v_j).
+    pair_amplitude = (a[:, :, None] * a[:, None, :]).flatten(1)[:, :, None]  # (T, 25, 1)
+    pair_variance = (variances[:, :, None] + variances[:, None, :]).flatten(1)[:, :, None]
     # (T, U) signal autocovariance per unit density at each distinct squared offset.
-    covariance = (
-        pair_amplitude * (4 * math.pi / beta) ** 1.5 * torch.exp(-4 * math.pi**2 * unique_radius_squared / beta)
-    ).sum(dim=1)
-    shells = frequency_shells(box, geometry.voxel_size, dtype=torch.float64)
-    per_voxel = shells.projection[::2]  # one row per Fourier voxel
+    covariance = (pair_amplitude * gaussian_density(unique_radius_squared, pair_variance)).sum(dim=1)
+    shells = fourier_shells(box, geometry.voxel_size)
+    per_voxel = shell_matrix(shells)  # one row per Fourier voxel
     signal = []
     for row in covariance:
         power = torch.fft.rfftn(autocorrelation * row[voxel_to_unique]).real[::2, ::2, ::2]
         signal.append((power.reshape(-1) @ per_voxel).numpy())
     noise = float((weights**2).sum()) * per_voxel.sum(dim=0).numpy()
-    finest = nyquist_resolution(geometry.voxel_size)
+    finest = locres.nyquist_resolution(geometry.voxel_size)
     return ExpectedFsc(np.array(signal), noise, shells.frequency, finest, max(window, finest), threshold)
 
 
@@ -337,12 +326,6 @@ def synthesize_half_maps(
     Returns:
         :class:`SyntheticHalfMaps`.
     """
-    import torch
-
-    from cryomaps.signal import local_fsc as locres
-    from cryomaps.metrics.masks import atom_mask
-    from cryomaps.render import render_density
-
     window = locres.DEFAULT_WINDOW if window is None else window
     soft_edge = locres.DEFAULT_SOFT_EDGE if soft_edge is None else soft_edge
     threshold = locres.DEFAULT_THRESHOLD if threshold is None else threshold
@@ -354,8 +337,8 @@ def synthesize_half_maps(
 
     geometry = locres.window_geometry(grid.voxel_size, window, soft_edge, shape, dtype=torch.float64)
     carbon_equivalents = (
-        structure.occupancies * form_factor(structure.atomic_numbers, 1.0 / targets)
-        / form_factor(np.full(structure.n_atoms, CARBON), 1.0 / targets)
+        structure.occupancies * peng_form_factor(structure.atomic_numbers, 1.0 / targets)
+        / peng_form_factor(np.full(structure.n_atoms, CARBON), 1.0 / targets)
     ) ** 2
     counts = carbon_equivalent_counts(structure.coords, carbon_equivalents, grid, geometry.weights.numpy())
     density = counts / (float(np.prod(grid.voxel_size)) * float((geometry.weights**2).sum()))
@@ -368,8 +351,8 @@ def synthesize_half_maps(
 
     tensors = structure.to_tensors(dtype=torch.float64)
     signal = render_density(
-        tensors["coords"], tensors["atomic_numbers"], torch.as_tensor(b_factors), tensors["occupancies"],
-        grid, model="peng", sampling="point",
+        tensors["coords"], tensors["atomic_numbers"], grid, b_factors=torch.as_tensor(b_factors),
+        occupancies=tensors["occupancies"], model="peng", sampling="point",
     ).detach().cpu().numpy()
     rng = np.random.default_rng(seed)
     half1 = signal + rng.normal(0.0, noise_sd, grid.shape)
@@ -436,15 +419,9 @@ def synthetic_structure(name: str, rng: np.random.Generator) -> Structure:
 
 
 def _unrotated_structure(name: str, rng: np.random.Generator) -> Structure:
-    from cryomaps.io import read_structure
-
     if name == "helix_bundle":
         return helix_bundle(n_x=int(rng.integers(2, 7)), n_y=int(rng.integers(1, 4)), n_residues=int(rng.integers(15, 41)))
     if name == "example_peptide":
-        import tempfile
-
-        from cryomaps.io.example import write_example_peptide
-
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "example_peptide.pdb"
             write_example_peptide(path)
@@ -454,9 +431,6 @@ def _unrotated_structure(name: str, rng: np.random.Generator) -> Structure:
 
 def _structure_path(name: str) -> Path:
     """``name`` itself when it is a file, else the file of that name in the shared data's structures."""
-    from cryomaps.data_root import ENV_VAR, find_data_root
-    from cryomaps.errors import InputError
-
     if Path(name).is_file():
         return Path(name)
     root = find_data_root()
@@ -529,12 +503,7 @@ def synthetic_training_volumes(
     of the two half maps inside the true mask, :func:`cryomaps.data.half_maps.labelled_half_maps`, as
     labels from experimental half maps would be).
     """
-    from cryomaps.data.half_maps import labelled_half_maps
-    from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
-
     if labels not in LABEL_KINDS:
-        from cryomaps.errors import InputError
-
         raise InputError(None, f"labels must be one of {', '.join(LABEL_KINDS)}, not {labels!r}")
     settings = InputPreparation() if preparation is None else InputPreparation.from_metadata(preparation)
     volumes = []

@@ -1,10 +1,9 @@
 """Fourier shell correlation (FSC) between two maps on one grid, and its resolution crossings.
 
-Frequencies are physical (1/Å): along axis i the Fourier samples are spaced 1/(nᵢ·hᵢ) for nᵢ
-voxels of hᵢ Å, so boxes that are not cubic and voxels that are not isotropic still give
-spherical shells. Shell k holds the coefficients with round(|s| / Δs) = k, where the shell width Δs
-is the coarsest of the axes' spacings; shells run from k = 1 up to the Nyquist frequency of the
-most coarsely sampled axis, min 1/(2hᵢ). The DC term (k = 0) is left out.
+Shells and the crossing rule are those of :mod:`cryomaps.signal.fourier_shells` (physical
+frequencies in 1/Å, shell k holds round(|s| / Δs) = k with Δs the coarsest axis spacing, shells up
+to the Nyquist frequency of the most coarsely sampled axis). The curve holds shells k = 1 … N; the
+DC term (k = 0) is left out.
 """
 
 from __future__ import annotations
@@ -12,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from cryomaps.metrics.volumes import align_to_reference, voxel_size_of, volume_array
+from cryomaps.signal.fourier_shells import crossing_resolution, fourier_shells, shell_correlation, shell_sums
 
 
 @dataclass(frozen=True)
@@ -36,23 +37,13 @@ class FSCCurve:
         return 1.0 / self.frequencies
 
     def resolution_at(self, threshold: float) -> float:
-        """Resolution (Å) where the curve first falls below ``threshold``.
-
-        The crossing frequency is interpolated linearly between the last shell at or above the
-        threshold and the first shell below it. A curve that never falls below gives the
-        resolution of the last shell (the crossing is at or beyond it); one already below at the
+        """Resolution (Å) where the curve first falls below ``threshold``
+        (:func:`cryomaps.signal.fourier_shells.crossing_resolution`): interpolated linearly in
+        frequency between the last shell at or above the threshold and the first one below it; a
+        curve that never falls below gives the resolution of the last shell, one already below at the
         first shell gives the resolution of the first shell.
         """
-        below = np.flatnonzero(self.correlations < threshold)
-        if below.size == 0:
-            return float(1.0 / self.frequencies[-1])
-        first = below[0]
-        if first == 0:
-            return float(1.0 / self.frequencies[0])
-        fsc_high, fsc_low = self.correlations[first - 1], self.correlations[first]
-        s_before, s_after = self.frequencies[first - 1], self.frequencies[first]
-        crossing = s_before + (fsc_high - threshold) / (fsc_high - fsc_low) * (s_after - s_before)
-        return float(1.0 / crossing)
+        return float(crossing_resolution(torch.from_numpy(self.correlations), self.frequencies, threshold))
 
 
 def fourier_shell_correlation(first, second, voxel_size=None) -> FSCCurve:
@@ -71,51 +62,12 @@ def fourier_shell_correlation(first, second, voxel_size=None) -> FSCCurve:
         raise ValueError(f"FSC needs maps on one grid, got shapes {a.shape} and {b.shape}")
     if voxel_size is None:
         voxel_size = voxel_size_of(first)
-    voxel_size = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
-    shell_index, shell_width, n_shells = _shell_indices(a.shape, voxel_size)
-    weights = _half_spectrum_weights(a.shape[2])
-    transform_a, transform_b = np.fft.rfftn(a), np.fft.rfftn(b)
-
-    def shell_sums(values: np.ndarray) -> np.ndarray:
-        return np.bincount(shell_index.ravel(), (values * weights).ravel(), minlength=n_shells + 1)
-
-    cross = shell_sums(np.real(transform_a * np.conj(transform_b)))
-    power_a = shell_sums(np.abs(transform_a) ** 2)
-    power_b = shell_sums(np.abs(transform_b) ** 2)
-    counts = shell_sums(np.ones(shell_index.shape))
-    shells = slice(1, n_shells + 1)
-    denominator = np.sqrt(power_a[shells] * power_b[shells])
-    correlations = np.divide(cross[shells], denominator, out=np.zeros(n_shells), where=denominator > 0)
-    frequencies = np.arange(1, n_shells + 1) * shell_width
-    return FSCCurve(frequencies, correlations, counts[shells].round().astype(np.int64))
-
-
-def _shell_indices(shape, voxel_size: np.ndarray) -> tuple[np.ndarray, float, int]:
-    """Shell index of every rfftn coefficient, the shell width (1/Å) and the number of shells.
-
-    Coefficients beyond the last shell get index ``n_shells + 1`` and are ignored by the caller.
-    """
-    nx, ny, nz = shape
-    shell_width = float(np.max(1.0 / (np.asarray(shape) * voxel_size)))
-    n_shells = int(np.floor(np.min(0.5 / voxel_size) / shell_width + 1e-9))
-    sx = np.fft.fftfreq(nx, voxel_size[0])[:, None, None]
-    sy = np.fft.fftfreq(ny, voxel_size[1])[None, :, None]
-    sz = np.fft.rfftfreq(nz, voxel_size[2])[None, None, :]
-    radius = np.sqrt(sx**2 + sy**2 + sz**2)
-    index = np.rint(radius / shell_width).astype(np.int64)
-    return np.minimum(index, n_shells + 1), shell_width, n_shells
-
-
-def _half_spectrum_weights(nz: int) -> np.ndarray:
-    """Weights (1, 1, nz//2+1) that make sums over an rfftn half spectrum equal full-sphere sums.
-
-    Every z-frequency plane except 0 (and nz/2 for even nz) stands for itself and its conjugate.
-    """
-    weights = np.full(nz // 2 + 1, 2.0)
-    weights[0] = 1.0
-    if nz % 2 == 0:
-        weights[-1] = 1.0
-    return weights[None, None, :]
+    shells = fourier_shells(a.shape, voxel_size)
+    transform_a, transform_b = torch.fft.rfftn(torch.from_numpy(a)), torch.fft.rfftn(torch.from_numpy(b))
+    correlations = shell_correlation(transform_a, transform_b, shells)[1:].numpy()
+    counts = shell_sums(torch.ones(transform_a.shape, dtype=torch.float64), shells)[1:].numpy()
+    frequencies = shells.frequency[1:]
+    return FSCCurve(frequencies, correlations, counts.round().astype(np.int64))
 
 
 def map_model_fsc(density_map, model_map, mask=None) -> FSCCurve:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from cryomaps.models.layers import check_spatial_shape, upsample_like
+from cryomaps.signal.fourier_shells import half_spectrum_multiplicity, nyquist_fraction_shell_index
 from cryomaps.signal.windows import cosine_ramp
 
 DEFAULT_BACKGROUND_RESOLUTION = 100.0
@@ -175,7 +176,8 @@ def log_power_spectrum(volume: torch.Tensor, shells: int) -> torch.Tensor:
     Each volume has its mean removed and is tapered by a separable Tukey window (:func:`tukey_taper`,
     so that the box edge does not leak low-frequency power into high shells), then Fourier transformed; shell ``i`` holds
     the mean power at frequencies |f| in [i, i + 1) · f_N / ``shells`` (f in cycles per voxel,
-    f_N = 0.5, the Nyquist frequency), so shells mean the same frequencies for any box size. Power
+    f_N = 0.5, the Nyquist frequency; :func:`cryomaps.signal.fourier_shells.nyquist_fraction_shell_index`,
+    the spectral head's own binning), so shells mean the same frequencies for any box size. Power
     is divided by the sum of the squared taper, so white noise of unit variance gives about 0 in
     every shell but the first, whatever the box size.
     """
@@ -189,9 +191,10 @@ def log_power_spectrum(volume: torch.Tensor, shells: int) -> torch.Tensor:
         signal = signal * taper.reshape(shape)
         taper_energy = taper_energy * taper.square().sum()
     power = torch.fft.rfftn(signal, dim=(1, 2, 3)).abs().square() / taper_energy
-    shell_index, multiplicity = _rfft_shells(signal.shape[1:], shells, signal.device, power.dtype)
+    shell_index = nyquist_fraction_shell_index(signal.shape[1:], shells, signal.device).flatten()
+    multiplicity = half_spectrum_multiplicity(signal.shape[-1], power.dtype, signal.device).expand(power.shape[1:])
     weighted = (power * multiplicity).flatten(1)
-    shell_index, multiplicity = shell_index.flatten(), multiplicity.flatten()
+    multiplicity = multiplicity.flatten()
     inside = shell_index < shells
     totals = weighted.new_zeros(weighted.shape[0], shells).index_add_(1, shell_index[inside], weighted[:, inside])
     counts = weighted.new_zeros(shells).index_add_(0, shell_index[inside], multiplicity[inside]).clamp(min=1)
@@ -205,23 +208,6 @@ def tukey_taper(length: int, ramp_fraction: float = 0.5, dtype=torch.float32, de
     position = torch.linspace(0.0, 1.0, length, dtype=dtype, device=device)
     edge_distance = torch.minimum(position, 1.0 - position)
     return cosine_ramp(edge_distance / (ramp_fraction / 2))
-
-
-def _rfft_shells(shape, shells: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shell index (int64; ``shells`` and above lie beyond Nyquist) and multiplicity of every rfftn
-    frequency of a box of ``shape``, both of the rfftn output's shape. The multiplicity counts the
-    mirrored frequency that the half spectrum leaves out (2, or 1 on the last axis's 0 and Nyquist
-    planes), so shell means equal those over the full spectrum."""
-    last = shape[-1]
-    frequencies = [torch.fft.fftfreq(n, dtype=torch.float64, device=device) for n in shape[:-1]]
-    frequencies.append(torch.fft.rfftfreq(last, dtype=torch.float64, device=device))
-    grids = torch.meshgrid(*frequencies, indexing="ij")
-    radius = torch.sqrt(sum(grid.square() for grid in grids))
-    multiplicity = torch.full(radius.shape, 2.0, dtype=dtype, device=device)
-    multiplicity[..., 0] = 1.0
-    if last % 2 == 0:
-        multiplicity[..., -1] = 1.0
-    return torch.floor(radius / 0.5 * shells).long(), multiplicity
 
 
 def soft_argmax(logits: torch.Tensor, bin_centres: torch.Tensor, dim: int) -> torch.Tensor:

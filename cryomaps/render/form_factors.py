@@ -7,8 +7,10 @@ electron potential of one atom at distance ``r`` (Å) is::
 
     rho(r) = occ * sum_i a_i * (4 pi / (b_i + B))**1.5 * exp(-4 pi**2 r**2 / (b_i + B))
 
-i.e. a sum of normalised isotropic Gaussians of weight ``occ * a_i`` and variance
-``(b_i + B) / (8 pi**2)`` Å², where ``B`` is the atomic displacement (B-factor, Å²).
+i.e. a sum of normalised isotropic Gaussians (:func:`gaussian_density`) of weight ``occ * a_i`` and
+per-axis variance ``(b_i + B) / (8 pi**2)`` Å² (:func:`peng_gaussian_terms`), where ``B`` is the atomic
+displacement (B-factor, Å²). Its Fourier transform at spatial frequency ``s`` (1/Å) is the form
+factor ``f(s) = sum_i a_i exp(-(b_i + B) s**2 / 4)`` (:func:`peng_form_factor` for ``B = 0``).
 """
 
 from __future__ import annotations
@@ -91,3 +93,40 @@ def peng_coefficients(
     a = torch.as_tensor(a_table, dtype=dtype, device=index.device)[index]
     b = torch.as_tensor(b_table, dtype=dtype, device=index.device)[index]
     return a, b
+
+
+def peng_gaussian_terms(atomic_numbers: torch.Tensor, b_factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The real-space Peng Gaussians of each atom (module docstring), occupancy left out.
+
+    Args:
+        atomic_numbers: integer tensor of shape ``S`` (values 1..98).
+        b_factors: floating tensor (Å²) broadcastable to ``S``; sets the dtype and device.
+
+    Returns:
+        ``(a, variances)``, each ``S + (5,)``: the weights ``a_i`` (Å) and the per-axis variances
+        ``(b_i + B) / (8 pi²)`` (Å²) of the terms ``a_i G(r; variance_i)``.
+    """
+    a, b = peng_coefficients(atomic_numbers.to(b_factors.device), dtype=b_factors.dtype)
+    return a, b_factor_to_variance(b + b_factors[..., None])
+
+
+def gaussian_density(squared_distance: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """Normalised isotropic 3-D Gaussian ``(2 pi v)**-1.5 exp(-r² / (2 v))`` (Å⁻³) at squared distance
+    ``r²`` (Å²) for per-axis variance ``v`` (Å²); tensors broadcast together."""
+    return (2.0 * math.pi * variance) ** -1.5 * torch.exp(-squared_distance / (2.0 * variance))
+
+
+def peng_form_factor(atomic_numbers, frequency) -> np.ndarray:
+    """Peng / ITC 4.3.2.2 electron form factor ``sum_i a_i exp(-b_i s² / 4)`` (Å) of each atom at
+    spatial frequency ``s`` (1/Å).
+
+    Args:
+        atomic_numbers: integers (values 1..98), array-like of shape ``S`` (a scalar for one element).
+        frequency: 1/Å, array-like broadcastable against ``S``.
+
+    Returns:
+        float64 array of the broadcast shape of ``S`` and ``frequency``.
+    """
+    a, b = (t.numpy() for t in peng_coefficients(torch.as_tensor(np.asarray(atomic_numbers))))
+    s = np.asarray(frequency, dtype=np.float64)[..., None]
+    return np.sum(a * np.exp(-b * s**2 / 4.0), axis=-1)

@@ -11,14 +11,16 @@ Method (our own implementation of the local-FSC idea used by blocres and RELION 
    along each axis. Each half window has its weighted mean removed before weighting, so a constant
    background does not correlate.
 3. Windows are Fourier transformed in batches (``torch.fft.rfftn``) and the FSC is computed in
-   shells of spatial frequency ``|s|`` (1/Å, from the voxel size of each axis, so anisotropic voxels
-   are handled). The shell width is the coarsest frequency spacing of the window box,
-   ``max_a 1 / (n_a h_a)``; shells run up to the Nyquist frequency of the coarsest axis.
-4. The local resolution is ``1 / s`` at the first shell (after the zero-frequency shell) where the
-   FSC drops below ``threshold`` (0.143 by default), linearly interpolated between that shell and
-   the one before; clamped to ``[2 * max(voxel size), window]`` Å. A window whose FSC never drops
-   below the threshold gets the finest value (Nyquist), one whose first shell is already below gets
-   the window size.
+   the shells of :mod:`cryomaps.signal.fourier_shells` (spatial frequency ``|s|`` in 1/Å from the
+   voxel size of each axis, so anisotropic voxels are handled; shell width the coarsest frequency
+   spacing of the window box, ``max_a 1 / (n_a h_a)``; shells up to the Nyquist frequency of the
+   coarsest axis).
+4. The local resolution is where the FSC first drops below ``threshold`` (0.143 by default), by the
+   crossing rule of :func:`cryomaps.signal.fourier_shells.crossing_resolution` over the shells after
+   the zero-frequency one, with ``finest`` the Nyquist resolution ``2 * max(voxel size)`` and
+   ``coarsest`` the window size: linearly interpolated between the first shell below and the one
+   before, clamped to ``[finest, coarsest]``; a window whose FSC never drops below gets ``finest``,
+   one whose first shell is already below gets ``coarsest``.
 5. The step-point values are interpolated trilinearly back onto every voxel.
 
 Masking: with a mask, only step points whose interpolation support (``step`` voxels either side)
@@ -48,6 +50,7 @@ from cryomaps.devices import resolve_device
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
 from cryomaps.render.finite_resolution import fft_size
+from cryomaps.signal.fourier_shells import correlation_from_sums, crossing_resolution, fourier_shells, shell_matrix
 from cryomaps.signal.windows import raised_cosine
 
 DEFAULT_WINDOW = 25.0
@@ -135,22 +138,18 @@ def window_geometry(
 
 @dataclass(frozen=True)
 class Shells:
-    """Assignment of the window's half-spectrum (rfftn layout) to frequency shells.
+    """The window box's :class:`cryomaps.signal.fourier_shells.FourierShells`, as the matrix that
+    sums products of spectra per shell over the Fourier voxels that lie in a shell.
 
     Attributes:
-        projection: (2 * n_x * n_y * (n_z//2 + 1), n_shells) float matrix with one row per real
-            and one per imaginary part of each Fourier voxel (the interleaved layout of
-            ``torch.view_as_real``). A row holds, in the column of its voxel's shell, 2 when the voxel
-            stands for a Hermitian pair and 1 otherwise (all 0 for voxels beyond the last shell), so
-            ``products @ projection`` sums products of spectra per shell.
         voxels: (M,) int64 flat rfftn indices of the Fourier voxels inside the last shell (about half
             of the half-spectrum: the corners beyond Nyquist are left out).
-        voxel_projection: (2M, n_shells) the rows of ``projection`` for those voxels (same
-            interleaved real, imaginary layout): ``products @ voxel_projection`` sums per shell.
+        voxel_projection: (2M, n_shells) the rows of :func:`cryomaps.signal.fourier_shells.shell_matrix`
+            for those voxels, each twice (for the real and imaginary parts, the interleaved layout of
+            ``torch.view_as_real``): ``products @ voxel_projection`` sums per shell.
         frequency: (n_shells,) float64 shell-centre frequencies (1/Å); shell 0 is zero frequency.
     """
 
-    projection: torch.Tensor
     voxels: torch.Tensor
     voxel_projection: torch.Tensor
     frequency: np.ndarray
@@ -162,28 +161,10 @@ class Shells:
 
 def frequency_shells(box, voxel_size, device=None, dtype: torch.dtype = torch.float32) -> Shells:
     """Frequency shells of a window box ``(n_x, n_y, n_z)`` with voxel size (3,) Å."""
-    voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
-    spacing = max(1.0 / (n * h) for n, h in zip(box, voxel))
-    nyquist = min(0.5 / h for h in voxel)
-    n_shells = int(math.floor(nyquist / spacing + 1e-6)) + 1
-    axes = [torch.fft.fftfreq(box[a], d=float(voxel[a]), dtype=torch.float64) for a in (0, 1)]
-    axes.append(torch.fft.rfftfreq(box[2], d=float(voxel[2]), dtype=torch.float64))
-    fx, fy, fz = torch.meshgrid(*axes, indexing="ij")
-    radius = torch.sqrt(fx * fx + fy * fy + fz * fz)
-    shell = torch.round(radius / spacing).long().reshape(-1)
-    z_index = torch.arange(len(axes[2]))
-    paired = (z_index > 0) & ~((box[2] % 2 == 0) & (z_index == box[2] // 2))
-    multiplicity = torch.where(paired, 2.0, 1.0).expand(fx.shape).reshape(-1).double()
-    per_voxel = torch.zeros(len(shell), n_shells + 1, dtype=torch.float64)
-    per_voxel[torch.arange(len(shell)), shell.clamp(max=n_shells)] = multiplicity
-    per_voxel = per_voxel[:, :n_shells]
-    voxels = torch.nonzero(shell < n_shells)[:, 0]
-    return Shells(
-        projection=per_voxel.repeat_interleave(2, dim=0).to(device=device, dtype=dtype),
-        voxels=voxels.to(device),
-        voxel_projection=per_voxel[voxels].repeat_interleave(2, dim=0).to(device=device, dtype=dtype),
-        frequency=np.arange(n_shells) * spacing,
-    )
+    shells = fourier_shells(box, voxel_size)
+    voxels = torch.nonzero(shells.index.flatten() < shells.n_shells)[:, 0]
+    voxel_projection = shell_matrix(shells)[voxels].repeat_interleave(2, dim=0)
+    return Shells(voxels.to(device), voxel_projection.to(device=device, dtype=dtype), shells.frequency)
 
 
 def window_fsc(windows1: torch.Tensor, windows2: torch.Tensor, weights: torch.Tensor, shells: Shells) -> torch.Tensor:
@@ -210,36 +191,7 @@ def window_fsc(windows1: torch.Tensor, windows2: torch.Tensor, weights: torch.Te
     first, second = spectra
     per_voxel = torch.stack([first * second, first * first, second * second]).reshape(3 * len(first), -1)
     cross, power1, power2 = (per_voxel @ shells.voxel_projection).reshape(3, len(first), -1)
-    denominator = torch.sqrt(power1 * power2)
-    return torch.where(denominator > 0, cross / denominator.clamp(min=torch.finfo(denominator.dtype).tiny), 0.0)
-
-
-def fsc_crossing_resolution(
-    fsc: torch.Tensor, frequency: np.ndarray, threshold: float, finest: float, coarsest: float
-) -> torch.Tensor:
-    """Resolution (Å) where each FSC curve first drops below ``threshold``.
-
-    Args:
-        fsc: (B, n_shells) curves; shell 0 (zero frequency) is ignored.
-        frequency: (n_shells,) shell frequencies (1/Å), evenly spaced from 0.
-        threshold: FSC value defining the resolution.
-        finest, coarsest: clamp (Å); curves that never drop below give ``finest``.
-    Returns:
-        (B,) float tensor of resolutions in Å.
-    """
-    below = fsc[:, 1:] < threshold
-    first = torch.argmax(below.to(torch.uint8), dim=1) + 1  # shell index of the first drop
-    crosses = below.any(dim=1)
-    previous = (first - 1).clamp(min=1)
-    f_before = fsc.gather(1, previous[:, None])[:, 0]
-    f_after = fsc.gather(1, first[:, None])[:, 0]
-    fraction = ((f_before - threshold) / (f_before - f_after).clamp(min=1e-12)).clamp(0.0, 1.0)
-    spacing = float(frequency[1] - frequency[0])
-    crossing = (previous.to(fsc.dtype) + fraction) * spacing
-    crossing = torch.where(first == 1, torch.zeros_like(crossing), crossing)  # below at the first shell
-    resolution = 1.0 / crossing.clamp(min=1.0 / coarsest)
-    resolution = torch.where(crosses, resolution, torch.full_like(resolution, finest))
-    return resolution.clamp(min=finest, max=coarsest)
+    return correlation_from_sums(cross, power1, power2)
 
 
 @dataclass(frozen=True)
@@ -334,7 +286,8 @@ def estimate_step_resolutions(
         chunk = points[start : start + batch]
         ix, iy, iz = chunk[:, 0], chunk[:, 1], chunk[:, 2]
         fsc = window_fsc(views[0][ix, iy, iz], views[1][ix, iy, iz], weights, shells)
-        results.append(fsc_crossing_resolution(fsc, shells.frequency, threshold, finest, max(window, finest)))
+        resolution = crossing_resolution(fsc[:, 1:], shells.frequency[1:], threshold, finest, max(window, finest))
+        results.append(resolution)
     return torch.cat(results) if results else half1.new_zeros(0)
 
 
