@@ -2,13 +2,15 @@
 
 The small U-Net++ generator trained on the shared example pairs (``data_manifests/example_pairs.csv``;
 pairs marked ``val`` are held out), then copied into the package. Each stage is a plain
-``cryomaps train`` configuration (every setting is an override listed below and printed):
+``cryomaps train`` or ``cryomaps finetune`` configuration (every setting is an override listed below
+and printed):
 
 1. ``unconditioned`` (the shipped weights): the generator without conditioning, targets at their
    own resolution (:func:`unconditioned_overrides`).
-2. ``conditioned`` (``--conditioned``; trained and evaluated, not shipped: README "Generate"): the
-   same generator with ``resolution_conditioning=true``, started from stage 1's weights (the FiLM
-   maps start at zero, so it starts as the stage-1 generator), trained with targets at their own
+2. ``conditioned`` (``--conditioned``; trained and evaluated, not shipped: README "Generate"):
+   ``cryomaps finetune ckpt=<stage-1 weights> model.generator.resolution_conditioning=true ...``, the
+   same generator with FiLM added (the FiLM maps start at zero, so it starts as the stage-1
+   generator), trained with targets at their own
    resolution d₀ and, with probability 0.5 per volume load, low-pass filtered to R ~ U(d₀, 14 Å)
    with a Gaussian of σ = 0.225·√(R² − d₀²), conditioning value R (:func:`conditioned_overrides`;
    :mod:`cryomaps.data.patches`).
@@ -72,25 +74,6 @@ def conditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 72) -> l
     ]
 
 
-def train_conditioned(overrides: list[str], init: Path, resume: bool) -> Path:
-    """Stage 2: the conditioned task, generator weights loaded from ``init`` (FiLM left at zero)."""
-    import lightning as L
-
-    from cryomaps.config import compose_config
-    from cryomaps.models.weights import load_network
-    from cryomaps.tasks.training import build_task, run_training
-
-    config = compose_config("train", overrides + (["resume=true"] if resume else []))
-    L.seed_everything(SEED, workers=True)
-    task = build_task(config)
-    missing, unexpected = task.generator.load_state_dict(load_network(init, "generator").network.state_dict(), strict=False)
-    not_film = [name for name in missing if not (name.startswith("embedding.") or ".film." in name)]
-    if unexpected or not_film:
-        raise SystemExit(f"{init} does not fit the small generator (unexpected {unexpected[:3]}, missing {not_film[:3]})")
-    print(f"stage 2 starts from {init}: {len(missing)} conditioning tensors at initialisation")
-    return run_training(config, task=task)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=72, help="stage-2 epochs (4 batches each)")
@@ -102,12 +85,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.init is not None and not args.conditioned:
         raise SystemExit("--init only skips stage 1 of a --conditioned run")
+    from cryomaps.cli import main as cli_main
+
     run_dir = Path(args.run_dir)
     curated = str(run_dir / "curated")
     trained, init = run_dir / "unconditioned", args.init
     if init is None:
-        from cryomaps.cli import main as cli_main
-
         stage1 = unconditioned_overrides(str(trained), curated, args.stage1_epochs)
         stage1 += ["resume=true"] if args.resume and not args.conditioned else []
         print("stage 1: cryomaps train " + " ".join(stage1))
@@ -115,9 +98,12 @@ def main() -> int:
             return 1
         init = trained / "generator.pt"
     if args.conditioned:
-        stage2 = conditioned_overrides(str(run_dir / "conditioned"), curated, args.epochs)
-        print(f"stage 2 (from {init}): " + " ".join(stage2))
-        trained = train_conditioned(stage2, init, args.resume)
+        trained = run_dir / "conditioned"
+        stage2 = [f"ckpt={init}", *conditioned_overrides(str(trained), curated, args.epochs)]
+        stage2 += ["resume=true"] if args.resume else []
+        print("stage 2: cryomaps finetune " + " ".join(stage2))
+        if cli_main(["finetune", *stage2]) != 0:
+            return 1
 
     from cryomaps.io.atomic import write_bytes_atomically
 
