@@ -28,21 +28,13 @@ from cryomaps.io import Grid, Structure
 MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
 
 
-@pytest.fixture(scope="session")
-def renderer():
-    import cryomaps.render
-
-    if not hasattr(cryomaps.render, "render_structure"):
-        pytest.skip("cryomaps.render.render_structure is not available yet")
-
-
 @pytest.fixture(scope="module")
 def example_entries(data_root):
     return read_manifest(MANIFEST, data_root=data_root)
 
 
 @pytest.fixture(scope="module")
-def curated_examples(renderer, example_entries, tmp_path_factory):
+def curated_examples(example_entries, tmp_path_factory):
     """The eight shared pairs curated with the defaults: (output folder, results, seconds)."""
     out = tmp_path_factory.mktemp("curated")
     start = time.perf_counter()
@@ -76,7 +68,7 @@ def test_pair_that_does_not_fit_its_map_is_rejected_by_correlation(curated_examp
     assert any(reason.startswith("correlation") for reason in lowres.reasons)
 
 
-def test_model_shifted_by_5_angstrom_is_rejected_by_correlation(renderer, example_entries, curated_examples, tmp_path):
+def test_model_shifted_by_5_angstrom_is_rejected_by_correlation(example_entries, curated_examples, tmp_path):
     import gemmi
 
     entry = next(e for e in example_entries if e.emdb_id == "EMD-6374")
@@ -117,9 +109,11 @@ def test_curated_target_background_is_zero_and_in_unit_range(curated_examples):
         assert pair.target.min() >= 0 and pair.target.max() == pytest.approx(1.0)
         assert pair.input.min() == pytest.approx(0.0) and pair.input.max() == pytest.approx(1.0)
         assert pair.metadata["split"] == row.split and np.all(pair.grid.voxel_size == 1.0)
+        # the render options in their plain form, which a generator trained on these pairs carries
+        assert pair.metadata["curation"]["render"] == {"model": "molmap", "resolution": 2.0, "sampling": "point"}
 
 
-def test_later_redundant_pair_is_rejected_naming_the_kept_pair(renderer, example_entries, tmp_path):
+def test_later_redundant_pair_is_rejected_naming_the_kept_pair(example_entries, tmp_path):
     entry = next(e for e in example_entries if e.emdb_id == "EMD-6374")
     twins = [replace(entry, name="first"), replace(entry, name="second")]
     first, second = curate_entries(twins, tmp_path)
@@ -228,7 +222,7 @@ def test_config_composes_into_options_with_overrides():
     assert published.filters.min_correlation == 0.5 and published.render.model == "peng"
 
 
-def test_curate_command_with_overrides_after_out(renderer, data_root, tmp_path, capsys):
+def test_curate_command_with_overrides_after_out(data_root, tmp_path, capsys):
     from cryomaps.cli import main
 
     manifest = tmp_path / "two.csv"
@@ -270,7 +264,7 @@ def scale_manifest(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def serial_run(renderer, scale_manifest, data_root, tmp_path_factory):
+def serial_run(scale_manifest, data_root, tmp_path_factory):
     """The four rows curated with workers=1 through the command: the output folder."""
     from cryomaps.cli import main
 
@@ -346,7 +340,7 @@ def _curated_pairs_of(results) -> list[str]:
     return [result.entry.label for result in results if not result.reused]
 
 
-def test_rerun_reuses_records_and_changed_settings_or_files_curate_again(renderer, example_entries, tmp_path):
+def test_rerun_reuses_records_and_changed_settings_or_files_curate_again(example_entries, tmp_path):
     import os
     import shutil
 
@@ -374,7 +368,7 @@ def test_rerun_reuses_records_and_changed_settings_or_files_curate_again(rendere
     assert _curated_pairs_of(curate_entries(entries, out, CurationOptions(cushion=4.0))) == [entries[1].label]
 
 
-def test_reordered_manifest_restores_the_file_of_a_pair_no_longer_redundant(renderer, example_entries, tmp_path):
+def test_reordered_manifest_restores_the_file_of_a_pair_no_longer_redundant(example_entries, tmp_path):
     entry = next(e for e in example_entries if e.label == SCALE_LABELS[0])
     first, second = replace(entry, name="first"), replace(entry, name="second")
     curate_entries([first, second], tmp_path)
@@ -395,7 +389,9 @@ def test_reordered_manifest_restores_the_file_of_a_pair_no_longer_redundant(rend
         ("mask_radius=abc", "mask_radius=abc"),
         ("percentile=150", "percentile=150"),
         ("render.resolution=0", "render.resolution=0"),
-        ("render.sampling=cubic", "sampling"),
+        ("render.resolution=abc", "render.resolution=abc"),
+        ("render.model=bad", "render.model=bad"),
+        ("render.sampling=cubic", "render.sampling=cubic"),
         ("filters.max_sequence_identity=1.5", "filters.max_sequence_identity=1.5"),
         ("filters.min_chain_residues=0", "filters.min_chain_residues=0"),
         ("remove_waters=maybe", "remove_waters=maybe"),

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 
 from cryomaps.cli import main as cli_main
+from cryomaps.errors import InputError
 from cryomaps.inference.generate import TilingOptions, generate_map
-from cryomaps.models.weights import bundled_weights_path
 from cryomaps.inference.tiling import seam_ratio, tile_boundary_planes
 from cryomaps.io import read_map, read_structure
-from cryomaps.models.weights import load_network
+from cryomaps.models.weights import bundled_weights_path, generator_input_config, load_network
+from cryomaps.render import DensityModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +27,16 @@ def test_bundled_weights_are_small_plain_and_carry_their_input_recipe(bundled):
     assert bundled_weights_path("generator").stat().st_size < 3_000_000
     content = torch.load(bundled_weights_path("generator"), weights_only=True)
     assert set(content) == {"format", "kind", "hyperparameters", "metadata", "state_dict"}
-    assert bundled.metadata["input"]["model"] == "molmap" and bundled.metadata["voxel_size"] == 1.0
+    assert bundled.metadata["input"] == {"model": "molmap", "resolution": 2.0, "sampling": "point"}
+    assert bundled.metadata["voxel_size"] == 1.0
+    recipe = generator_input_config(bundled.metadata)
+    assert recipe == DensityModelConfig(model="molmap", resolution=2.0) and recipe.to_dict() == bundled.metadata["input"]
+
+
+def test_bad_input_recipe_in_weights_metadata_is_one_line_naming_the_option():
+    with pytest.raises(InputError) as raised:
+        generator_input_config({"input": {"model": "molmap", "resolution": 2.0, "sampling": "cubic"}, "voxel_size": 1.0})
+    assert "input.sampling=cubic" in str(raised.value) and "\n" not in str(raised.value)
 
 
 def test_blended_tiles_leave_no_seams_on_a_generated_map(structures_dir, bundled):
@@ -59,3 +72,11 @@ def test_generate_reports_bad_weights_in_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "not_weights.pt" in error and "\n" not in error
     assert not (tmp_path / "x.mrc").exists()
+
+
+def test_generation_does_not_import_curation():
+    """The input recipe comes from the renderer and the weights' metadata, not from the curation code."""
+    code = "import sys, cryomaps.inference.generate; print(sorted(m for m in sys.modules if m.startswith('cryomaps.data')))"
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "cryomaps.data.curate" not in completed.stdout, completed.stdout

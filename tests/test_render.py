@@ -11,7 +11,17 @@ import torch
 
 from cryomaps.errors import InputError
 from cryomaps.io.grid import Grid
-from cryomaps.render import DensityModelConfig, density_cutoff_radii, peng_coefficients, render_density
+from cryomaps.io import read_structure
+from cryomaps.io.example import write_example_peptide
+from cryomaps.render import (
+    DensityModelConfig,
+    density_cutoff_radii,
+    network_input,
+    peng_coefficients,
+    render_density,
+    render_structure,
+    render_structure_array,
+)
 from cryomaps.render.ops import gaussian_sum_op
 
 ANISOTROPIC_GRID = Grid((23, 19, 26), (1.1, 1.3, 0.9), (-3.2, 1.7, -5.05))
@@ -61,14 +71,14 @@ def test_molmap_matches_brute_force(dtype, resolution):
 def test_molmap_ignores_b_factors_and_occupancy_unless_asked():
     coords, numbers, b_factors, occupancies = random_atoms(20, ANISOTROPIC_GRID, seed=2)
     plain = render_density(coords, numbers, grid=ANISOTROPIC_GRID, model="molmap", resolution=4.0)
-    with_extras = render_density(coords, numbers, b_factors, occupancies, ANISOTROPIC_GRID, model="molmap", resolution=4.0)
+    with_extras = render_density(
+        coords, numbers, ANISOTROPIC_GRID, b_factors=b_factors, occupancies=occupancies, model="molmap", resolution=4.0)
     torch.testing.assert_close(plain, with_extras)
     weighted = render_density(
-        coords, numbers, b_factors, occupancies, ANISOTROPIC_GRID, model="molmap", resolution=4.0, molmap_occupancy=True
+        coords, numbers, ANISOTROPIC_GRID, b_factors=b_factors, occupancies=occupancies, model="molmap",
+        resolution=4.0, molmap_occupancy=True,
     )
-    scaled = render_density(
-        coords, numbers * 0 + 1, None, None, ANISOTROPIC_GRID, model="molmap", resolution=4.0
-    )
+    scaled = render_density(coords, numbers * 0 + 1, ANISOTROPIC_GRID, model="molmap", resolution=4.0)
     assert weighted.sum() < plain.sum() and scaled.sum() < plain.sum()
 
 
@@ -79,8 +89,8 @@ def test_peng_single_atom_matches_formula():
     grid = Grid((15, 16, 17), (0.7, 0.8, 0.9), (-5.0, -6.0, -7.0))
     centre, b_factor, occupancy = np.array([0.31, -0.42, 0.77]), 25.0, 0.8
     rendered = render_density(
-        torch.tensor(centre[None]), torch.tensor([16]), torch.tensor([b_factor], dtype=torch.float64),
-        torch.tensor([occupancy], dtype=torch.float64), grid,
+        torch.tensor(centre[None]), torch.tensor([16]), grid, b_factors=torch.tensor([b_factor], dtype=torch.float64),
+        occupancies=torch.tensor([occupancy], dtype=torch.float64),
     ).numpy()
     coefficients = gemmi.Element("S").c4322
     squared = np.sum((grid.voxel_centres() - centre) ** 2, axis=1)
@@ -103,8 +113,9 @@ def test_voxel_average_keeps_total(model):
     coords, numbers, b_factors, occupancies = random_atoms(30, grid, seed=3, margin=12.0)
     b_factors = b_factors + 25.0
     options = {"model": model, "resolution": 3.0 if model == "molmap" else None}
+    atoms = {"b_factors": b_factors, "occupancies": occupancies}
     totals = {
-        sampling: float(render_density(coords, numbers, b_factors, occupancies, grid, sampling=sampling, **options).sum())
+        sampling: float(render_density(coords, numbers, grid, sampling=sampling, **atoms, **options).sum())
         for sampling in ("point", "average")
     }
     if model == "molmap":
@@ -146,15 +157,16 @@ def test_atoms_outside_grid_and_batches():
     coords, numbers, b_factors, occupancies = random_atoms(25, grid, seed=4, margin=-6.0)
     far = torch.tensor([[500.0, -300.0, 7.0]], dtype=torch.float64)
     with_far = render_density(
-        torch.cat([coords, far]), torch.cat([numbers, torch.tensor([8])]),
-        torch.cat([b_factors, torch.tensor([20.0])]), torch.cat([occupancies, torch.tensor([1.0])]), grid,
+        torch.cat([coords, far]), torch.cat([numbers, torch.tensor([8])]), grid,
+        b_factors=torch.cat([b_factors, torch.tensor([20.0])]), occupancies=torch.cat([occupancies, torch.tensor([1.0])]),
     )
-    single = render_density(coords, numbers, b_factors, occupancies, grid)
+    single = render_density(coords, numbers, grid, b_factors=b_factors, occupancies=occupancies)
     torch.testing.assert_close(with_far, single)
     shifted = coords + torch.tensor([0.4, -0.3, 0.2])
-    batch = render_density(torch.stack([coords, shifted]), numbers, b_factors, occupancies, grid, sampling="average")
+    atoms = {"b_factors": b_factors, "occupancies": occupancies}
+    batch = render_density(torch.stack([coords, shifted]), numbers, grid, sampling="average", **atoms)
     assert batch.shape == (2, *grid.shape)
-    torch.testing.assert_close(batch[1], render_density(shifted, numbers, b_factors, occupancies, grid, sampling="average"))
+    torch.testing.assert_close(batch[1], render_density(shifted, numbers, grid, sampling="average", **atoms))
 
 
 GRADIENT_CASES = [(model, sampling) for model in ("molmap", "peng") for sampling in ("point", "average")]
@@ -169,7 +181,7 @@ def test_gradcheck(model, sampling):
         options["molmap_occupancy"] = True
 
     def render(coords, b_factors, occupancies):
-        return render_density(coords, numbers, b_factors, occupancies, grid, **options)
+        return render_density(coords, numbers, grid, b_factors=b_factors, occupancies=occupancies, **options)
 
     inputs = tuple(t.clone().requires_grad_() for t in (coords, b_factors, occupancies))
     assert torch.autograd.gradcheck(render, inputs, fast_mode=True, atol=1e-6, rtol=1e-4)
@@ -184,7 +196,7 @@ def test_float32_gradients_match_float64(model, sampling):
 
     def gradients(dtype):
         inputs = [t.to(dtype).requires_grad_() for t in (coords, b_factors, occupancies)]
-        density = render_density(inputs[0], numbers, inputs[1], inputs[2], grid, **options)
+        density = render_density(inputs[0], numbers, grid, b_factors=inputs[1], occupancies=inputs[2], **options)
         (density * weights.to(dtype)).sum().backward()
         return [t.grad for t in inputs]
 
@@ -204,7 +216,7 @@ def test_custom_op_registration():
     args = (
         centres.requires_grad_(), weights.requires_grad_(), variances.requires_grad_(),
         torch.full((5,), 2.5, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1]), 2,
-        list(grid.shape), [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], "average", "torch",
+        list(grid.shape), [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], "average",
     )
     torch.library.opcheck(gaussian_sum_op, args)
 
@@ -222,7 +234,7 @@ def test_works_under_torch_compile(backend):
         variances = (b + b_factors[:, None]) / (8 * math.pi**2)
         density = torch.ops.cryomaps.gaussian_sum(
             coords, a * occupancies[:, None], variances, radii, batch_index, 1,
-            list(grid.shape), [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], "point", "torch",
+            list(grid.shape), [1.0, 1.0, 1.0], [0.0, 0.0, 0.0], "point",
         )
         return density.square().sum()
 
@@ -254,6 +266,62 @@ def test_bad_inputs_raise_input_error():
         render_density(torch.full((1, 3), float("nan")), torch.tensor([6]), grid=grid)
 
 
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        ({"model": "gaussian", "resolution": 3.0}, "model=gaussian"),
+        ({"sampling": "cubic"}, "sampling=cubic"),
+        ({"resolution_mode": "sharp", "resolution": 3.0}, "resolution_mode=sharp"),
+        ({"resolution": 0}, "resolution=0"),
+        ({"resolution": float("inf")}, "resolution=inf"),
+        ({"resolution": "abc"}, "resolution=abc"),
+        ({"sigma_factor": -1.0}, "sigma_factor=-1.0"),
+        ({"cutoff_sigmas": float("nan")}, "cutoff_sigmas=nan"),
+        ({"peng_cutoff_density": 0.0}, "peng_cutoff_density=0.0"),
+        ({"molmap_occupancy": "yes", "model": "molmap", "resolution": 3.0}, "molmap_occupancy=yes"),
+        ({"model": "molmap"}, "resolution=None"),
+        ({"resolution_mode": "finite"}, "resolution_mode=finite"),
+        ({"backend": "triton"}, "backend"),
+    ],
+)
+def test_render_options_are_checked_in_one_line_naming_the_field(fields, named):
+    with pytest.raises(InputError) as raised:
+        DensityModelConfig.from_dict(fields, prefix="render.")
+    message = str(raised.value)
+    assert message.startswith("render." + named) and "\n" not in message, message
+
+
+def test_render_options_plain_form_round_trips_and_keeps_the_stored_recipe_form():
+    recipe = {"model": "molmap", "resolution": 2.0, "sampling": "point"}
+    assert DensityModelConfig.from_dict(recipe).to_dict() == recipe
+    assert DensityModelConfig(model="molmap", resolution=2) == DensityModelConfig.from_dict(recipe)
+    detailed = DensityModelConfig(model="peng", resolution=3.0, resolution_mode="finite", sampling="average",
+                                  peng_cutoff_density=1e-4)
+    assert detailed.to_dict() == {"model": "peng", "resolution": 3.0, "sampling": "average",
+                                  "resolution_mode": "finite", "peng_cutoff_density": 1e-4}
+    assert DensityModelConfig.from_dict(detailed.to_dict()) == detailed
+    assert DensityModelConfig().to_dict() == {"model": "peng", "resolution": None, "sampling": "point"}
+
+
+def test_grid_is_required_and_structure_arrays_match_the_tensor_renderer(tmp_path):
+    coords, numbers, b_factors, occupancies = random_atoms(6, ANISOTROPIC_GRID, seed=11, margin=2.0)
+    with pytest.raises(TypeError):
+        render_density(coords, numbers)
+    with pytest.raises(TypeError):  # per-atom values are keywords: the old positional order fails loudly
+        render_density(coords, numbers, b_factors, occupancies, ANISOTROPIC_GRID)
+    write_example_peptide(tmp_path / "helix.pdb")
+    structure = read_structure(tmp_path / "helix.pdb")
+    grid = Grid.around(structure.coords, voxel_size=1.5, padding=3.0)
+    config = DensityModelConfig(model="peng", resolution=3.0, sampling="average")
+    array = render_structure_array(structure, grid, config)
+    tensor = render_structure(structure, grid, config)
+    assert isinstance(array, np.ndarray) and array.dtype == np.float32
+    np.testing.assert_array_equal(array, tensor.detach().numpy())
+    scaled = network_input(structure, grid, config)
+    np.testing.assert_allclose(scaled, (tensor - tensor.min()).detach().numpy() / float(tensor.max() - tensor.min()),
+                               rtol=0, atol=1e-6)
+
+
 def test_chunks_give_the_same_result_on_one_thread(monkeypatch):
     """Many small chunks: same map and gradients as one chunk; the render runs on one intra-op
     thread and restores torch's thread count; the backward op records no autograd graph."""
@@ -265,7 +333,7 @@ def test_chunks_give_the_same_result_on_one_thread(monkeypatch):
 
     def map_and_gradients():
         inputs = [t.clone().requires_grad_() for t in (coords, b_factors, occupancies)]
-        density = render_density(inputs[0], numbers, inputs[1], inputs[2], grid, sampling="average")
+        density = render_density(inputs[0], numbers, grid, b_factors=inputs[1], occupancies=inputs[2], sampling="average")
         (density * weights).sum().backward()
         return [density.detach()] + [t.grad for t in inputs]
 
@@ -293,7 +361,7 @@ def test_chunks_give_the_same_result_on_one_thread(monkeypatch):
             gradients = torch.ops.cryomaps.gaussian_sum_backward(
                 weights[None], coords.clone().requires_grad_(), (a * occupancies[:, None]).requires_grad_(),
                 (b + b_factors[:, None]) / (8 * math.pi**2), torch.full((30,), 4.0, dtype=torch.float64),
-                torch.zeros(30, dtype=torch.long), [1.0] * 3, [0.0] * 3, "point", "torch",
+                torch.zeros(30, dtype=torch.long), [1.0] * 3, [0.0] * 3, "point",
             )
     finally:
         torch.set_num_threads(threads)
@@ -309,7 +377,8 @@ def test_finite_resolution_mode_uses_the_finite_resolution_renderer():
     coords, numbers, b_factors, occupancies = random_atoms(5, grid, seed=9, margin=3.0)
     expected = render_finite_resolution(coords[None], numbers[None], b_factors[None], occupancies[None], grid, 3.0)
     rendered = render_density(
-        torch.stack([coords + 1.0, coords]), numbers, b_factors, occupancies, grid, resolution=3.0, resolution_mode="finite"
+        torch.stack([coords + 1.0, coords]), numbers, grid, b_factors=b_factors, occupancies=occupancies,
+        resolution=3.0, resolution_mode="finite",
     )
     torch.testing.assert_close(rendered[1], expected[0])
     with pytest.raises(InputError, match="peng model"):

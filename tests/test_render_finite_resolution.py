@@ -51,7 +51,9 @@ def _atoms(n_atoms: int, seed: int, low: float, high: float):
 
 
 def _finite(atoms, grid, resolution, **options):
-    return render_density(*atoms, grid, model="peng", resolution=resolution, resolution_mode="finite", **options)
+    coords, numbers, b_factors, occupancies = atoms
+    return render_density(coords, numbers, grid, b_factors=b_factors, occupancies=occupancies, model="peng",
+                          resolution=resolution, resolution_mode="finite", **options)
 
 
 @pytest.mark.parametrize("resolution", [1.0, 2.0, 3.2, 6.0])
@@ -224,8 +226,9 @@ def test_emd_3488_model_matches_the_exact_map(shared_pairs):
     structure = read_structure(pair["model_path"])
     grid = read_map(pair["map_path"]).grid
     atoms = structure.to_tensors(dtype=torch.float32)
-    rendered = render_density(atoms["coords"], atoms["atomic_numbers"], atoms["b_factors"], atoms["occupancies"],
-                              grid, model="peng", resolution=3.2, resolution_mode="finite").double().numpy()
+    rendered = render_density(atoms["coords"], atoms["atomic_numbers"], grid, b_factors=atoms["b_factors"],
+                              occupancies=atoms["occupancies"], model="peng", resolution=3.2,
+                              resolution_mode="finite").double().numpy()
     exact = exact_finite_resolution_map(structure.coords, structure.atomic_numbers, structure.b_factors,
                                         structure.occupancies, grid, 3.2, margin=30.0).numpy()
     distance, _ = cKDTree(structure.coords).query(grid.voxel_centres(), distance_upper_bound=3.0)

@@ -1,8 +1,9 @@
 """The Triton kernels against the torch implementation, run on CPU by Triton's interpreter.
 
 ``TRITON_INTERPRET=1`` must be set before Triton decorates the kernels (at import), so the checks
-run in a fresh Python process. Running at all proves the interpreter was used: without it, a Triton
-kernel cannot launch on CPU tensors.
+run in a fresh Python process, which renders each case twice: with the CPU implementation (torch)
+and inside :func:`cryomaps.render.ops.triton_kernels_on_cpu`. Running at all proves the interpreter
+was used: without it, a Triton kernel cannot launch on CPU tensors.
 """
 
 from __future__ import annotations
@@ -18,12 +19,19 @@ pytest.importorskip("triton")
 
 CHECK_SCRIPT = textwrap.dedent(
     """
+    import contextlib
     import os
     import sys
     assert os.environ["TRITON_INTERPRET"] == "1"
     import torch
     from cryomaps.io.grid import Grid
     from cryomaps.render import render_density
+    from cryomaps.render.ops import triton_kernels, triton_kernels_on_cpu
+
+    launched = []  # the Triton functions that ran (else the comparison would be torch against torch)
+    for name in ("gaussian_sum_forward", "gaussian_sum_backward"):
+        kernel = getattr(triton_kernels(), name)
+        setattr(triton_kernels(), name, lambda *args, kernel=kernel, name=name: launched.append(name) or kernel(*args))
 
     grid = Grid((9, 8, 10), (1.0, 1.2, 0.9), (-1.0, 0.5, 2.0))
     generator = torch.Generator().manual_seed(0)
@@ -39,14 +47,15 @@ CHECK_SCRIPT = textwrap.dedent(
             cases = [(model, sampling, "blur") for model in ("peng", "molmap") for sampling in ("point", "average")]
         for model, sampling, mode in cases:
             results = {}
-            for backend in ("torch", "triton"):
+            for kernels in ("torch", "triton"):
                 inputs = [t.clone().requires_grad_() for t in (coords, b_factors, occupancies)]
-                density = render_density(
-                    inputs[0], numbers, inputs[1], inputs[2], grid, model=model, sampling=sampling,
-                    resolution=2.5, resolution_mode=mode, molmap_occupancy=True, backend=backend,
-                )
-                (density * weights).sum().backward()
-                results[backend] = [density.detach()] + [t.grad for t in inputs]
+                with triton_kernels_on_cpu() if kernels == "triton" else contextlib.nullcontext():
+                    density = render_density(
+                        inputs[0], numbers, grid, b_factors=inputs[1], occupancies=inputs[2], model=model,
+                        sampling=sampling, resolution=2.5, resolution_mode=mode, molmap_occupancy=True,
+                    )
+                    (density * weights).sum().backward()
+                results[kernels] = [density.detach()] + [t.grad for t in inputs]
             tolerance = 1e-12 if dtype == torch.float64 else 1e-5
             for name, expected, actual in zip(("map", "coords", "B", "occ"), results["torch"], results["triton"]):
                 if expected is None:
@@ -54,6 +63,7 @@ CHECK_SCRIPT = textwrap.dedent(
                     continue
                 error = float((actual - expected).norm() / expected.norm())
                 assert error < tolerance, (dtype, model, sampling, mode, name, error)
+    assert set(launched) == {"gaussian_sum_forward", "gaussian_sum_backward"}, launched
     print("triton interpreter checks passed")
     """
 )

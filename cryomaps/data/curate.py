@@ -7,8 +7,9 @@ For every manifest entry, in manifest order:
    side (:meth:`cryomaps.io.Grid.around`); the map is resampled onto it trilinearly.
 3. Mask: voxels whose centre lies within ``mask_radius`` Å of an atom and inside the experimental
    map's box (voxels with no experimental data are never "protein").
-4. Input: the model rendered by :func:`cryomaps.render.render_structure` on the box (molmap at
-   2.0 Å by default, as published), min-max scaled to [0, 1].
+4. Input: the model rendered on the box with the ``render`` options (a
+   :class:`cryomaps.render.DensityModelConfig`; molmap at 2.0 Å by default, as published),
+   min-max scaled to [0, 1] (:func:`cryomaps.render.network_input`, which generation uses too).
 5. Target: the resampled map times the mask, normalised so that the background stays exactly 0:
 
    - ``percentile`` (default): divided by the ``percentile``-th percentile (99.9) of the values
@@ -65,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from cryomaps.config import to_plain
 from cryomaps.data.curated import (
     INDEX_COLUMNS,
     INDEX_NAME,
@@ -81,9 +83,11 @@ from cryomaps.data.curation_store import (
     write_record,
 )
 from cryomaps.data.manifest import ManifestEntry, sha256_mismatch
-from cryomaps.io.atomic import write_csv_atomically
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid, Structure, read_map, read_structure, resample_map
+from cryomaps.io.atomic import write_csv_atomically
+from cryomaps.metrics import atom_mask, correlation_about_mean
+from cryomaps.render import DensityModelConfig, min_max, network_input, render_structure_array
 
 REPORT_NAME = "curation_report.csv"
 REPORT_COLUMNS = (
@@ -102,28 +106,8 @@ BACKBONE_ATOMS = frozenset({"N", "CA", "C", "O", "OXT"})
 GAP_OPEN, GAP_EXTEND = -20, -2
 
 
-@dataclass(frozen=True)
-class RenderOptions:
-    """How the simulated input is rendered (see :func:`cryomaps.render.render_structure`).
-
-    Attributes:
-        model: ``"molmap"`` or ``"peng"``.
-        resolution: Å (molmap: Gaussian σ = 0.225·resolution).
-        sampling: ``"point"`` or ``"average"``.
-    """
-
-    model: str = "molmap"
-    resolution: float = 2.0
-    sampling: str = "point"
-
-    def __post_init__(self):
-        from cryomaps.render.density import DensityModelConfig  # checks model and sampling names
-
-        _check_number(self, "resolution", low=0.0, unit="Å", prefix="render.")
-        try:
-            DensityModelConfig(model=self.model, resolution=self.resolution, sampling=self.sampling)
-        except InputError as error:
-            raise InputError(None, f"render: {error.problem}") from None
+PUBLISHED_INPUT = DensityModelConfig(model="molmap", resolution=2.0)
+"""The published recipe's input: molmap at 2.0 Å (Gaussian σ = 0.225·resolution), point sampled."""
 
 
 @dataclass(frozen=True)
@@ -164,7 +148,7 @@ class CurationOptions:
     percentile: float = 99.9
     remove_waters: bool = True
     remove_hydrogens: bool = True
-    render: RenderOptions = field(default_factory=RenderOptions)
+    render: DensityModelConfig = PUBLISHED_INPUT
     filters: FilterOptions = field(default_factory=FilterOptions)
 
     def __post_init__(self):
@@ -180,14 +164,17 @@ class CurationOptions:
     @classmethod
     def from_config(cls, config) -> "CurationOptions":
         """Options from a composed ``curate`` config (its keys except :data:`RUN_KEYS`)."""
-        from cryomaps.config import to_plain
-
         plain = to_plain(config)
         for key in RUN_KEYS:
             plain.pop(key, None)
-        render = RenderOptions(**plain.pop("render"))
+        render = DensityModelConfig.from_dict(plain.pop("render"), prefix="render.")
         filters = FilterOptions(**plain.pop("filters"))
         return cls(**plain, render=render, filters=filters)
+
+    def to_dict(self) -> dict:
+        """Plain (JSON-ready) settings, ``render`` in :meth:`DensityModelConfig.to_dict`'s form:
+        stored with every curated pair and fingerprinted for reuse."""
+        return {**asdict(self), "render": self.render.to_dict()}
 
 
 def _check_number(
@@ -389,7 +376,7 @@ class _CurationRun:
     def __init__(self, out_dir: Path, options: CurationOptions, manifest, pool, max_in_flight: int):
         self.out_dir, self.options, self.manifest = out_dir, options, manifest
         self.pool, self.max_in_flight = pool, max_in_flight
-        self.settings = asdict(options)
+        self.settings = options.to_dict()
 
     def records(self, entries: list[ManifestEntry], may_curate: bool) -> tuple[list[PairRecord], list[bool]]:
         """The record of every entry (stored ones when their fingerprint matches) and whether it was reused."""
@@ -469,8 +456,6 @@ def _remove_files_of_rejected(results: list[CurationResult], out_dir: Path) -> N
 
 def measure_pair(entry: ManifestEntry, options: CurationOptions) -> PairMeasurement:
     """Read, box, render and score one pair; input problems end up in ``problem``, not raised."""
-    from cryomaps.metrics import correlation_about_mean  # Pearson; NaN when either side is constant
-
     measurement = PairMeasurement()
     try:
         structure = _read_model(entry, options)
@@ -487,12 +472,14 @@ def measure_pair(entry: ManifestEntry, options: CurationOptions) -> PairMeasurem
     if not mask.any():
         measurement.problem = "the model does not overlap the map"
         return measurement
-    simulated = render_input(structure, box, options.render)
+    network_input_map = network_input(structure, box, options.render)
     measurement.correlation_resolution = correlation_resolution(entry, options)
-    reference = render_input(structure, box, replace(options.render, resolution=measurement.correlation_resolution))
+    reference_config = replace(options.render, resolution=measurement.correlation_resolution)
+    reference = render_structure_array(structure, box, reference_config).astype(np.float64)
+    # Pearson; NaN when either side is constant
     measurement.correlation = correlation_about_mean(reference[mask], experimental[mask])
     target = normalise_target(experimental, mask, options.normalisation, options.percentile)
-    measurement.pair = CuratedPair(min_max(simulated), target, mask, box, _metadata(entry, measurement, options))
+    measurement.pair = CuratedPair(network_input_map, target, mask, box, _metadata(entry, measurement, options))
     return measurement
 
 
@@ -517,8 +504,6 @@ def fraction_of_atoms_inside(coords: np.ndarray, grid: Grid) -> float:
 
 def _model_mask(coords: np.ndarray, box: Grid, map_grid: Grid, radius: float) -> np.ndarray:
     """Bool (x, y, z) mask on ``box``: within ``radius`` Å of an atom and inside the map's box."""
-    from cryomaps.metrics import atom_mask
-
     return atom_mask(coords, box, radius) & inside_grid(box, map_grid)
 
 
@@ -529,16 +514,6 @@ def inside_grid(box: Grid, other: Grid) -> np.ndarray:
         index = (box.axis_coordinates(axis) - other.origin[axis]) / other.voxel_size[axis]
         per_axis.append((index >= 0) & (index <= other.shape[axis] - 1))
     return per_axis[0][:, None, None] & per_axis[1][None, :, None] & per_axis[2][None, None, :]
-
-
-def render_input(structure: Structure, grid: Grid, render: RenderOptions) -> np.ndarray:
-    """The simulated map of ``structure`` on ``grid``: float64 (x, y, z), unnormalised."""
-    from cryomaps.render import render_structure
-
-    rendered = render_structure(
-        structure, grid, model=render.model, resolution=render.resolution, sampling=render.sampling
-    )
-    return rendered.detach().cpu().numpy().astype(np.float64)
 
 
 def correlation_resolution(entry: ManifestEntry, options: CurationOptions) -> float:
@@ -553,14 +528,6 @@ def correlation_resolution(entry: ManifestEntry, options: CurationOptions) -> fl
     else:
         resolution = entry.reported_resolution_A or filters.correlation_fallback_resolution
     return max(resolution, 2.0 * options.voxel_size)
-
-
-def min_max(values: np.ndarray) -> np.ndarray:
-    """``values`` scaled linearly to [0, 1] (all zeros when constant); float32."""
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
 
 
 def normalise_target(experimental: np.ndarray, mask: np.ndarray, method: str, percentile: float) -> np.ndarray:
@@ -727,7 +694,7 @@ def _metadata(entry: ManifestEntry, measurement: PairMeasurement, options: Curat
         "fraction_inside": measurement.fraction_inside,
         "correlation": measurement.correlation,
         "correlation_resolution_A": measurement.correlation_resolution,
-        "curation": asdict(options),
+        "curation": options.to_dict(),
     }
 
 

@@ -1,8 +1,9 @@
 """Map generation: atomic model → simulated input (as in training) → generator → experimental-like map.
 
-The input is rendered with the same function and options that curation used for the training
-pairs (:func:`cryomaps.data.curate.render_input`, min-max scaled to [0, 1]); the options travel
-inside the generator's weights file (``metadata["input"]``), together with the voxel size it was
+The input is made by the same function, with the same options, that curation used for the
+training pairs (:func:`cryomaps.render.network_input`: rendered, min-max scaled to [0, 1]); the
+options travel inside the generator's weights file (``metadata["input"]``, read by
+:func:`cryomaps.models.weights.generator_input_config`), together with the voxel size it was
 trained at. The output overlays the model: it is written on the grid it was predicted on, or
 resampled onto a reference map's grid (``like``).
 """
@@ -16,7 +17,14 @@ import numpy as np
 import torch
 
 from cryomaps.devices import resolve_device
+from cryomaps.errors import InputError
+from cryomaps.inference.tiling import predict_tiled
 from cryomaps.io import DensityMap, Grid, Structure, resample_map
+from cryomaps.models.weights import generator_input_config
+from cryomaps.render import MOLMAP_SIGMA_FACTOR, network_input, render_structure_array
+from cryomaps.signal import gaussian_low_pass
+from cryomaps.signal.resolution import ResolutionEstimateError, spectral_resolution
+
 
 @dataclass
 class TilingOptions:
@@ -70,12 +78,9 @@ def generate_map(
     Returns:
         The generated map, on ``like``'s grid or on a grid of ``metadata["voxel_size"]`` Å around the model.
     """
-    from cryomaps.data.curate import RenderOptions, min_max, render_input
-    from cryomaps.inference.tiling import predict_tiled
-
     tiling = tiling or TilingOptions()
     grid = prediction_grid(structure, float(metadata["voxel_size"]), padding, like)
-    simulated = min_max(render_input(structure, grid, RenderOptions(**metadata["input"])))
+    simulated = network_input(structure, grid, generator_input_config(metadata))
     condition = _resolution_condition(generator, resolution)
     device = resolve_device(tiling.device)
     generator = generator.to(device).eval()
@@ -95,8 +100,6 @@ def generate_map(
 
 
 def _resolution_condition(generator: torch.nn.Module, resolution: float | None) -> torch.Tensor | None:
-    from cryomaps.errors import InputError
-
     conditioned = getattr(generator, "embedding", None) is not None
     if conditioned and resolution is None:
         raise InputError(None, "this generator is conditioned on resolution: give --resolution")
@@ -107,9 +110,6 @@ def _resolution_condition(generator: torch.nn.Module, resolution: float | None) 
 
 def low_pass(density_map: DensityMap, resolution: float) -> DensityMap:
     """Blur a map with a Gaussian of σ = 0.225·``resolution`` Å (molmap convention; :mod:`cryomaps.signal`)."""
-    from cryomaps.render import MOLMAP_SIGMA_FACTOR
-    from cryomaps.signal import gaussian_low_pass
-
     blurred = gaussian_low_pass(density_map.data.astype(np.float64), density_map.voxel_size, MOLMAP_SIGMA_FACTOR * resolution)
     return DensityMap(blurred.float().numpy(), density_map.voxel_size, density_map.origin)
 
@@ -125,13 +125,10 @@ def assumed_resolution(structure: Structure, like: DensityMap | None) -> tuple[f
     (the map's Fourier falloff against the model's molmap at twice the map's voxel size); without
     it, or when the map follows the model too little to fit a falloff, :data:`DEFAULT_RESOLUTION`.
     """
-    from cryomaps.render import render_structure
-    from cryomaps.signal.resolution import ResolutionEstimateError, spectral_resolution
-
     if like is None:
         return DEFAULT_RESOLUTION, "the default; give --resolution to choose"
     sharp = 2.0 * float(like.voxel_size.max())
-    model = render_structure(structure, like.grid, model="molmap", resolution=sharp).detach().cpu().numpy()
+    model = render_structure_array(structure, like.grid, model="molmap", resolution=sharp)
     try:
         estimate = spectral_resolution(like.data, model, like.voxel_size, sharp)
     except ResolutionEstimateError as reason:

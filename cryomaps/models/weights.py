@@ -7,7 +7,9 @@ A weights file is ``torch.save`` of a dict holding only plain Python and tensors
      "hyperparameters": {...}, "metadata": {...}, "state_dict": {...}}
 
 ``hyperparameters`` rebuild the network; ``metadata`` says how its inputs must be prepared (e.g.
-for the generator the render options and voxel size of its training inputs). Lightning
+for the generator ``"input"``, the render options of its training inputs as
+:meth:`cryomaps.render.DensityModelConfig.to_dict` writes them, and ``"voxel_size"`` in Å; see
+:func:`generator_input_config`). Lightning
 checkpoints (``.ckpt``) of cryomaps tasks are read too: their ``hyper_parameters`` hold the
 networks' hyperparameters under the same kind names, and the metadata under ``metadata``.
 """
@@ -24,6 +26,7 @@ from torch import nn
 from cryomaps.errors import InputError
 from cryomaps.io.atomic import atomic_output
 from cryomaps.models.registry import NETWORK_BUILDERS, build_network
+from cryomaps.render import DensityModelConfig
 
 WEIGHTS_FORMAT = "cryomaps-weights-1"
 BUNDLED_WEIGHTS = {"generator": "struc2map_small.pt", "cryores": "cryores_small.pt"}
@@ -44,6 +47,17 @@ class LoadedNetwork:
     network: nn.Module
     hyperparameters: dict
     metadata: dict
+
+
+def generator_input_config(metadata: dict) -> DensityModelConfig:
+    """The render options of a generator's inputs: its weights' ``metadata["input"]`` (the plain
+    form that curation stored with the training pairs, e.g. ``{"model": "molmap", "resolution":
+    2.0, "sampling": "point"}``).
+
+    Raises:
+        InputError: the stored options are not valid (one line naming the option).
+    """
+    return DensityModelConfig.from_dict(metadata["input"], prefix="generator weights metadata input.")
 
 
 def save_network(

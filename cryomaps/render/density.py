@@ -33,15 +33,19 @@ Units: maps are in "per Å³" of the weights: a molmap atom integrates to Z, a p
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 
+import numpy as np
 import torch
 
 from cryomaps.errors import InputError
 from cryomaps.io.grid import Grid
-from cryomaps.render.form_factors import EIGHT_PI_SQUARED, check_atomic_numbers, peng_coefficients
+from cryomaps.render.finite_resolution import render_finite_resolution
+from cryomaps.render.form_factors import check_atomic_numbers, peng_gaussian_terms
 from cryomaps.render.gaussian_torch import single_intra_op_thread
-from cryomaps.render.ops import BACKENDS, gaussian_sum
+from cryomaps.render.ops import gaussian_sum
 from cryomaps.render.profiles import SAMPLING_MODES
 
 MODELS = ("molmap", "peng")
@@ -56,7 +60,7 @@ _RADIUS_BISECTION_STEPS = 8
 
 @dataclass(frozen=True)
 class DensityModelConfig:
-    """Options of the density models (see the module docstring).
+    """Options of the density models (see the module docstring), checked on construction.
 
     Attributes:
         model: ``"molmap"`` or ``"peng"``.
@@ -68,7 +72,10 @@ class DensityModelConfig:
         cutoff_sigmas: ``molmap`` window half-width in standard deviations (ChimeraX: 5).
         peng_cutoff_density: ``peng`` window radius: where an atom's density falls below this.
         molmap_occupancy: weight ``molmap`` atoms by occupancy (ChimeraX does not).
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` (see :mod:`cryomaps.render.ops`).
+
+    Raises:
+        InputError: a bad value, as one line that starts with the field's name
+            (``sampling=cubic: expected one of point, average``).
     """
 
     model: str = "peng"
@@ -79,31 +86,74 @@ class DensityModelConfig:
     cutoff_sigmas: float = 5.0
     peng_cutoff_density: float = 1e-5
     molmap_occupancy: bool = False
-    backend: str = "auto"
+
+    ALWAYS_IN_DICT = ("model", "resolution", "sampling")
+    """Fields that :meth:`to_dict` always writes (the others only when they differ from their defaults)."""
 
     def __post_init__(self):
-        for name, value, allowed in (
-            ("model", self.model, MODELS),
-            ("sampling", self.sampling, SAMPLING_MODES),
-            ("resolution mode", self.resolution_mode, RESOLUTION_MODES),
-            ("backend", self.backend, BACKENDS),
-        ):
-            if value not in allowed:
-                raise InputError(None, f"{name} must be one of {allowed}, got {value!r}")
-        if self.resolution is not None and not self.resolution > 0:
-            raise InputError(None, f"resolution must be a positive number of Å, got {self.resolution}")
-        if self.model == "molmap" and self.resolution is None:
-            raise InputError(None, "the molmap model needs a resolution (Å)")
-        if self.resolution_mode == "finite" and (self.model != "peng" or self.resolution is None):
-            raise InputError(None, "finite-resolution images need the peng model and a resolution")
+        _check_choice("model", self.model, MODELS)
+        _check_choice("sampling", self.sampling, SAMPLING_MODES)
+        _check_choice("resolution_mode", self.resolution_mode, RESOLUTION_MODES)
+        if self.resolution is not None:
+            self._store_positive_number("resolution", "Å")
         for name in ("sigma_factor", "cutoff_sigmas", "peng_cutoff_density"):
-            if not getattr(self, name) > 0:
-                raise InputError(None, f"{name} must be positive, got {getattr(self, name)}")
+            self._store_positive_number(name)
+        if not isinstance(self.molmap_occupancy, bool):
+            raise InputError(None, f"molmap_occupancy={self.molmap_occupancy}: expected true or false")
+        if self.model == "molmap" and self.resolution is None:
+            raise InputError(None, "resolution=None: the molmap model needs a resolution (Å)")
+        if self.resolution_mode == "finite" and (self.model != "peng" or self.resolution is None):
+            raise InputError(
+                None, "resolution_mode=finite: finite-resolution images need the peng model and a resolution"
+            )
+
+    def _store_positive_number(self, name: str, unit: str = "") -> None:
+        """Check that field ``name`` is a finite number > 0 and store it as a float."""
+        value = getattr(self, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+            raise InputError(None, f"{name}={value}: expected a finite number > 0{f' ({unit})' if unit else ''}")
+        object.__setattr__(self, name, float(value))
+
+    def to_dict(self) -> dict:
+        """The plain (JSON-ready) form: :data:`ALWAYS_IN_DICT` and every other field that differs
+        from its default, e.g. ``{"model": "molmap", "resolution": 2.0, "sampling": "point"}``
+        (the form curated pairs and generator weights store). ``from_dict(to_dict())`` is equal."""
+        return {
+            field.name: getattr(self, field.name)
+            for field in fields(self)
+            if field.name in self.ALWAYS_IN_DICT or getattr(self, field.name) != field.default
+        }
+
+    @classmethod
+    def from_dict(cls, plain: Mapping, prefix: str = "") -> DensityModelConfig:
+        """The options of a plain dict (:meth:`to_dict`'s form; missing fields keep their defaults).
+
+        Args:
+            plain: field names and values.
+            prefix: put before the field's name in errors, to name the option as its user wrote it
+                (``"render."`` gives ``render.sampling=cubic: expected one of point, average``).
+
+        Raises:
+            InputError: an unknown field or a bad value (one line naming ``prefix`` + the field).
+        """
+        names = [field.name for field in fields(cls)]
+        try:
+            unknown = [key for key in plain if key not in names]
+            if unknown:
+                raise InputError(None, f"{unknown[0]}: unknown render option (expected one of {', '.join(names)})")
+            return cls(**plain)
+        except InputError as error:
+            raise InputError(None, prefix + error.problem) from None
 
     @property
     def resolution_sigma(self) -> float:
         """Standard deviation (Å) of the Gaussian that stands for the resolution (0 without one)."""
         return 0.0 if self.resolution is None else self.sigma_factor * self.resolution
+
+
+def _check_choice(name: str, value, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise InputError(None, f"{name}={value}: expected one of {', '.join(allowed)}")
 
 
 def molmap_gaussians(atomic_numbers, occupancies, config: DensityModelConfig):
@@ -119,9 +169,9 @@ def molmap_gaussians(atomic_numbers, occupancies, config: DensityModelConfig):
 
 def peng_gaussians(atomic_numbers, b_factors, occupancies, config: DensityModelConfig):
     """Weights (N, 5), variances (N, 5) Å² and window radii (N,) Å of the Peng model."""
-    a, b = peng_coefficients(atomic_numbers, dtype=b_factors.dtype)
+    a, variances = peng_gaussian_terms(atomic_numbers, b_factors)
     weights = occupancies[:, None] * a
-    variances = (b + b_factors[:, None]) / EIGHT_PI_SQUARED + config.resolution_sigma**2
+    variances = variances + config.resolution_sigma**2
     # the radius depends only on (element, B): solve once per distinct pair (often a few: models
     # with B = 0 or shared B-factors, symmetry copies)
     pair, representative = distinct_pairs(atomic_numbers, b_factors.detach())
@@ -209,10 +259,11 @@ def _as_batched(coords, atomic_numbers, b_factors, occupancies):
 def render_density(
     coords: torch.Tensor,
     atomic_numbers,
+    grid: Grid,
+    config: DensityModelConfig | None = None,
+    *,
     b_factors=None,
     occupancies=None,
-    grid: Grid | None = None,
-    config: DensityModelConfig | None = None,
     **options,
 ) -> torch.Tensor:
     """Differentiable density of atoms on ``grid``.
@@ -221,24 +272,24 @@ def render_density(
         coords: (N, 3) or (B, N, 3) atom positions (Å), (x, y, z); float32 or float64. Gradients
             flow to it.
         atomic_numbers: (N,) or (B, N) integers (1..98 for peng).
-        b_factors: (N,) or (B, N) isotropic B-factors (Å²), default 0; used by ``peng``.
-        occupancies: (N,) or (B, N), default 1.
         grid: output sampling (shape, voxel size, origin); results are indexed (x, y, z).
         config: a :class:`DensityModelConfig`; ``options`` override its fields
             (e.g. ``model="molmap", resolution=4.0``).
+        b_factors: (N,) or (B, N) isotropic B-factors (Å²), default 0; used by ``peng``.
+        occupancies: (N,) or (B, N), default 1.
 
     Returns:
         (nx, ny, nz) tensor, or (B, nx, ny, nz) for batched ``coords``, with the dtype and device
         of ``coords``.
     """
-    if grid is None:
-        raise InputError(None, "render_density needs a grid")
     config = replace(config or DensityModelConfig(), **options)
     coords, atomic_numbers, b_factors, occupancies, batched = _as_batched(
         coords, atomic_numbers, b_factors, occupancies
     )
     if config.resolution_mode == "finite":
-        maps = _render_finite(coords, atomic_numbers, b_factors, occupancies, grid, config)
+        maps = render_finite_resolution(
+            coords, atomic_numbers, b_factors, occupancies, grid, config.resolution, sampling=config.sampling
+        )
     else:
         maps = _render_gaussians(coords, atomic_numbers, b_factors, occupancies, grid, config)
     return maps if batched else maps[0]
@@ -262,16 +313,6 @@ def _render_gaussians(coords, atomic_numbers, b_factors, occupancies, grid, conf
         batch_index=batch_index,
         n_batch=n_batch,
         sampling=config.sampling,
-        backend=config.backend,
-    )
-
-
-def _render_finite(coords, atomic_numbers, b_factors, occupancies, grid, config):
-    from cryomaps.render.finite_resolution import render_finite_resolution
-
-    return render_finite_resolution(
-        coords, atomic_numbers, b_factors, occupancies, grid, config.resolution,
-        sampling=config.sampling, backend=config.backend,
     )
 
 
@@ -296,9 +337,34 @@ def render_structure(
     return render_density(
         tensors["coords"],
         tensors["atomic_numbers"],
-        tensors["b_factors"],
-        tensors["occupancies"],
         grid,
         config,
+        b_factors=tensors["b_factors"],
+        occupancies=tensors["occupancies"],
         **options,
     )
+
+
+def render_structure_array(structure, grid: Grid, config: DensityModelConfig | None = None, **options) -> np.ndarray:
+    """:func:`render_structure` (same arguments) without gradients, as a numpy array (nx, ny, nz)
+    on the CPU, of the rendering's dtype (float32 by default)."""
+    with torch.no_grad():
+        return render_structure(structure, grid, config, **options).cpu().numpy()
+
+
+def min_max(values: np.ndarray) -> np.ndarray:
+    """``values`` scaled linearly to [0, 1] (all zeros when constant); float32."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+def network_input(structure, grid: Grid, config: DensityModelConfig) -> np.ndarray:
+    """The struc2map generator's input: ``structure`` rendered with ``config`` on ``grid``
+    (float32, then float64), min-max scaled to [0, 1]; float32 (x, y, z).
+
+    Curation makes the training inputs with it, and generation the inputs of a trained generator
+    from the options its weights carry (``metadata["input"]``, :meth:`DensityModelConfig.to_dict`).
+    """
+    return min_max(render_structure_array(structure, grid, config).astype(np.float64))

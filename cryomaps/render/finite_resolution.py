@@ -74,7 +74,7 @@ import torch
 
 from cryomaps.errors import InputError
 from cryomaps.io.grid import Grid
-from cryomaps.render.form_factors import EIGHT_PI_SQUARED, peng_coefficients
+from cryomaps.render.form_factors import b_factor_to_variance, peng_coefficients, peng_form_factor
 from cryomaps.render.ops import gaussian_sum
 from cryomaps.render.profiles import SAMPLING_MODES
 
@@ -177,7 +177,7 @@ def fit_band_limited(atomic_number: int, resolution: float) -> BandFit:
     a, b = (t[0].numpy() for t in peng_coefficients(torch.tensor([atomic_number])))
     s, ds = band_nodes(resolution)
     root_weight = s * np.sqrt(ds)  # sqrt of the s² ds measure
-    target = (a * np.exp(-b * s[:, None] ** 2 / 4.0)).sum(axis=1) * root_weight
+    target = peng_form_factor(atomic_number, s) * root_weight
     for n_terms, candidates in BAND_FIT_CANDIDATES:
         exponents = np.array(list(itertools.combinations(candidates, n_terms)))  # (P, J)
         basis = np.exp(-exponents[:, None, :] * s[None, :, None] ** 2 / 4.0) * root_weight[None, :, None]  # (P, Q, J)
@@ -337,7 +337,6 @@ def render_finite_resolution(
     resolution: float,
     *,
     sampling: str = "point",
-    backend: str = "auto",
 ) -> torch.Tensor:
     """Finite-resolution maps of a batch of structures on ``grid`` (see the module docstring).
 
@@ -349,7 +348,6 @@ def render_finite_resolution(
         grid: the sampling (shape, voxel size, origin); results are indexed (x, y, z).
         resolution: d (Å) at which every atom's form factor is cut.
         sampling: ``"point"`` (values at voxel centres) or ``"average"`` (mean over each voxel).
-        backend: the ``gaussian_sum`` backend (``"auto"``, ``"torch"`` or ``"triton"``).
 
     Returns:
         (B, nx, ny, nz) tensor in Peng map units (an atom far from the edges integrates to
@@ -373,7 +371,7 @@ def render_finite_resolution(
     weights = occupancies.to(dtype)[keep][:, None] * term_weights
     b_params = term_b + b_factors.to(dtype)[keep][:, None]
     box, b_extra, windows = _box_and_blur(centres.detach(), b_params.detach(), batch_index, n_batch, grid, resolution)
-    variances = (b_params + b_extra[batch_index, None]) / EIGHT_PI_SQUARED
+    variances = b_factor_to_variance(b_params + b_extra[batch_index, None])
     box_maps = gaussian_sum(
         centres,
         weights / window_mass(windows, variances.detach()),
@@ -382,7 +380,6 @@ def render_finite_resolution(
         box.grid,
         batch_index=batch_index,
         n_batch=n_batch,
-        backend=backend,
     )
     filters = torch.stack([
         band_filter(box, resolution, extra, sampling, dtype, device) for extra in b_extra.tolist()
@@ -438,6 +435,6 @@ def _box_and_blur(centres, b_params, batch_index, n_batch: int, grid: Grid, reso
     lowest = lowest.scatter_reduce(0, batch_index, b_params.amin(dim=1), reduce="amin")
     b_extra = B_EXTRA_STEP * torch.ceil((b_alias - lowest) / B_EXTRA_STEP)
     widest = b_params.amax(dim=1) + b_extra[batch_index]
-    windows = WINDOW_SIGMAS * torch.sqrt(widest / EIGHT_PI_SQUARED)
+    windows = WINDOW_SIGMAS * torch.sqrt(b_factor_to_variance(widest))
     box = fourier_box(grid, atom_low, atom_high, resolution, float(windows.max()))
     return box, b_extra, windows

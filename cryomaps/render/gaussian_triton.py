@@ -7,9 +7,11 @@ Same quantity, windows and profiles as :mod:`cryomaps.render.gaussian_torch` (se
 - backward: one program per atom gathers the incoming gradient over its window and reduces it to
   the atom's own gradients, so no atomics are needed.
 
-Triton is optional: without it :data:`AVAILABLE` is False and CUDA tensors fall back to the torch
-implementation. On CPU tensors the kernels run under ``TRITON_INTERPRET=1`` (Triton's interpreter),
-which is how the tests check them on machines without a GPU.
+Triton is optional: :mod:`cryomaps.render.ops` imports this module only where triton is installed
+(without it :data:`AVAILABLE` is False and no kernel is defined), else CUDA tensors use the torch
+implementation. On CPU tensors the kernels run under ``TRITON_INTERPRET=1`` (Triton's interpreter,
+:func:`cryomaps.render.ops.triton_kernels_on_cpu`), which is how the tests check them on machines
+without a GPU.
 """
 
 from __future__ import annotations
@@ -68,15 +70,34 @@ if AVAILABLE:
 
     @triton.jit
     def _atom_setup(centres_ptr, radii_ptr, geometry_ptr, atom, nx, ny, nz):
-        """The atom's centre and window (first index and width along x, y, z)."""
+        """The grid's origin and voxel size, the atom's centre, and its window (first index and
+        width along x, y, z)."""
+        ox, oy, oz = tl.load(geometry_ptr), tl.load(geometry_ptr + 1), tl.load(geometry_ptr + 2)
+        hx, hy, hz = tl.load(geometry_ptr + 3), tl.load(geometry_ptr + 4), tl.load(geometry_ptr + 5)
         cx = tl.load(centres_ptr + atom * 3)
         cy = tl.load(centres_ptr + atom * 3 + 1)
         cz = tl.load(centres_ptr + atom * 3 + 2)
         radius = tl.load(radii_ptr + atom)
-        x0, wx = _window(cx, radius, tl.load(geometry_ptr), tl.load(geometry_ptr + 3), nx)
-        y0, wy = _window(cy, radius, tl.load(geometry_ptr + 1), tl.load(geometry_ptr + 4), ny)
-        z0, wz = _window(cz, radius, tl.load(geometry_ptr + 2), tl.load(geometry_ptr + 5), nz)
-        return cx, cy, cz, x0, wx, y0, wy, z0, wz
+        x0, wx = _window(cx, radius, ox, hx, nx)
+        y0, wy = _window(cy, radius, oy, hy, ny)
+        z0, wz = _window(cz, radius, oz, hz, nz)
+        return ox, oy, oz, hx, hy, hz, cx, cy, cz, x0, wx, y0, wy, z0, wz
+
+    @triton.jit
+    def _atom_terms(weights_ptr, variances_ptr, atom, n_terms, TERMS: tl.constexpr):
+        """The atom's term indices and their mask (TERMS,), weights (TERMS,) and variances (1, TERMS)."""
+        term = tl.arange(0, TERMS)
+        term_mask = term < n_terms
+        weights = tl.load(weights_ptr + atom * n_terms + term, mask=term_mask, other=0.0)
+        variances = tl.load(variances_ptr + atom * n_terms + term, mask=term_mask, other=1.0)[None, :]
+        return term, term_mask, weights, variances
+
+    @triton.jit
+    def _window_voxels(start, n_window, x0, y0, z0, wy, wz, BLOCK: tl.constexpr):
+        """Whether window voxels ``start .. start + BLOCK`` lie in the window, and their grid
+        indices along x, y and z (each (BLOCK,))."""
+        voxel = start + tl.arange(0, BLOCK)
+        return voxel < n_window, x0 + voxel // (wy * wz), y0 + (voxel // wz) % wy, z0 + voxel % wz
 
     @triton.jit
     def _forward_kernel(
@@ -85,21 +106,14 @@ if AVAILABLE:
         AVERAGE: tl.constexpr, TERMS: tl.constexpr, BLOCK: tl.constexpr,
     ):
         atom = tl.program_id(0)
-        cx, cy, cz, x0, wx, y0, wy, z0, wz = _atom_setup(centres_ptr, radii_ptr, geometry_ptr, atom, nx, ny, nz)
-        ox, oy, oz = tl.load(geometry_ptr), tl.load(geometry_ptr + 1), tl.load(geometry_ptr + 2)
-        hx, hy, hz = tl.load(geometry_ptr + 3), tl.load(geometry_ptr + 4), tl.load(geometry_ptr + 5)
-        term = tl.arange(0, TERMS)
-        term_mask = term < n_terms
-        weight = tl.load(weights_ptr + atom * n_terms + term, mask=term_mask, other=0.0)[None, :]
-        variance = tl.load(variances_ptr + atom * n_terms + term, mask=term_mask, other=1.0)[None, :]
+        ox, oy, oz, hx, hy, hz, cx, cy, cz, x0, wx, y0, wy, z0, wz = _atom_setup(
+            centres_ptr, radii_ptr, geometry_ptr, atom, nx, ny, nz
+        )
+        _, _, weight_terms, variance = _atom_terms(weights_ptr, variances_ptr, atom, n_terms, TERMS)
+        weight = weight_terms[None, :]
         base = tl.load(batch_ptr + atom) * nx
-        n_window = wx * wy * wz
-        for start in range(0, n_window, BLOCK):
-            voxel = start + tl.arange(0, BLOCK)
-            in_window = voxel < n_window
-            ix = x0 + voxel // (wy * wz)
-            iy = y0 + (voxel // wz) % wy
-            iz = z0 + voxel % wz
+        for start in range(0, wx * wy * wz, BLOCK):
+            in_window, ix, iy, iz = _window_voxels(start, wx * wy * wz, x0, y0, z0, wy, wz, BLOCK)
             px, _, _ = _profile((ox + ix * hx - cx)[:, None], variance, hx, AVERAGE)
             py, _, _ = _profile((oy + iy * hy - cy)[:, None], variance, hy, AVERAGE)
             pz, _, _ = _profile((oz + iz * hz - cz)[:, None], variance, hz, AVERAGE)
@@ -115,27 +129,19 @@ if AVAILABLE:
         AVERAGE: tl.constexpr, TERMS: tl.constexpr, BLOCK: tl.constexpr,
     ):
         atom = tl.program_id(0)
-        cx, cy, cz, x0, wx, y0, wy, z0, wz = _atom_setup(centres_ptr, radii_ptr, geometry_ptr, atom, nx, ny, nz)
-        ox, oy, oz = tl.load(geometry_ptr), tl.load(geometry_ptr + 1), tl.load(geometry_ptr + 2)
-        hx, hy, hz = tl.load(geometry_ptr + 3), tl.load(geometry_ptr + 4), tl.load(geometry_ptr + 5)
-        term = tl.arange(0, TERMS)
-        term_mask = term < n_terms
-        weight_terms = tl.load(weights_ptr + atom * n_terms + term, mask=term_mask, other=0.0)
+        term, term_mask, weight_terms, variance = _atom_terms(weights_ptr, variances_ptr, atom, n_terms, TERMS)
+        ox, oy, oz, hx, hy, hz, cx, cy, cz, x0, wx, y0, wy, z0, wz = _atom_setup(
+            centres_ptr, radii_ptr, geometry_ptr, atom, nx, ny, nz
+        )
+        sum_weight = tl.zeros((BLOCK, TERMS), dtype=variance.dtype)
+        sum_variance = tl.zeros((BLOCK, TERMS), dtype=variance.dtype)
+        sum_x = tl.zeros((BLOCK, TERMS), dtype=variance.dtype)
+        sum_y = tl.zeros((BLOCK, TERMS), dtype=variance.dtype)
+        sum_z = tl.zeros((BLOCK, TERMS), dtype=variance.dtype)
         weight = weight_terms[None, :]
-        variance = tl.load(variances_ptr + atom * n_terms + term, mask=term_mask, other=1.0)[None, :]
         base = tl.load(batch_ptr + atom) * nx
-        sum_weight = tl.zeros((BLOCK, TERMS), dtype=weight.dtype)
-        sum_variance = tl.zeros((BLOCK, TERMS), dtype=weight.dtype)
-        sum_x = tl.zeros((BLOCK, TERMS), dtype=weight.dtype)
-        sum_y = tl.zeros((BLOCK, TERMS), dtype=weight.dtype)
-        sum_z = tl.zeros((BLOCK, TERMS), dtype=weight.dtype)
-        n_window = wx * wy * wz
-        for start in range(0, n_window, BLOCK):
-            voxel = start + tl.arange(0, BLOCK)
-            in_window = voxel < n_window
-            ix = x0 + voxel // (wy * wz)
-            iy = y0 + (voxel // wz) % wy
-            iz = z0 + voxel % wz
+        for start in range(0, wx * wy * wz, BLOCK):
+            in_window, ix, iy, iz = _window_voxels(start, wx * wy * wz, x0, y0, z0, wy, wz, BLOCK)
             grad = tl.load(grad_grid_ptr + ((base + ix) * ny + iy) * nz + iz, mask=in_window, other=0.0)[:, None]
             px, dcx, dvx = _profile((ox + ix * hx - cx)[:, None], variance, hx, AVERAGE)
             py, dcy, dvy = _profile((oy + iy * hy - cy)[:, None], variance, hy, AVERAGE)

@@ -7,24 +7,25 @@ half-width ``radii[n]`` Å around each atom. Its backward gives gradients with r
 centres, weights and variances; the density models (:mod:`cryomaps.render.density`) reach
 coordinates, B-factors and occupancies through them with ordinary torch ops.
 
-Two implementations sit behind it:
+The op is declared once (:data:`LIBRARY`) and implemented per device, which the dispatcher picks
+from the tensors:
 
-- ``"torch"``: vectorised torch, chunked over atoms (:mod:`cryomaps.render.gaussian_torch`);
-  used for CPU tensors, and on any device when asked for;
-- ``"triton"``: Triton kernels (:mod:`cryomaps.render.gaussian_triton`), forward scatter with atomic
-  adds and backward gather; used for CUDA tensors when Triton is installed. On CPU tensors it runs
-  only under ``TRITON_INTERPRET=1`` (Triton's interpreter, for tests).
+- CPU (and MPS): vectorised torch, chunked over atoms (:mod:`cryomaps.render.gaussian_torch`);
+- CUDA: Triton kernels (:mod:`cryomaps.render.gaussian_triton`), forward scatter with atomic adds
+  and backward gather, when Triton is installed; the torch implementation otherwise.
 
-``backend="auto"`` picks Triton for CUDA tensors when available, torch otherwise. Both are
-registered with ``torch.library`` (fake tensors and autograd included), so the op works under
-``torch.compile``; plain eager calls do not import ``torch._dynamo`` (see :data:`LIBRARY`).
+Fake tensors and autograd are registered too, so the op works under ``torch.compile``; plain
+eager calls do not import ``torch._dynamo``. Tests compare the Triton kernels with the torch ones
+on CPU tensors through :func:`triton_kernels_on_cpu` (Triton's interpreter).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+from types import ModuleType
 
 import torch
 from torch import Tensor
@@ -34,122 +35,116 @@ from cryomaps.io.grid import Grid
 from cryomaps.render import gaussian_torch
 from cryomaps.render.profiles import SAMPLING_MODES
 
-BACKENDS = ("auto", "torch", "triton")
-
 
 def triton_available() -> bool:
     """Whether the triton package is installed (found without importing it: ~0.2 s saved on CPU runs)."""
     return importlib.util.find_spec("triton") is not None
 
 
-def resolve_backend(device: torch.device, backend: str) -> str:
-    """The implementation (``"torch"`` or ``"triton"``) that runs for tensors on ``device``."""
-    if backend not in BACKENDS:
-        raise InputError(None, f"renderer backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "auto":
-        return "triton" if device.type == "cuda" and triton_available() else "torch"
-    if backend == "triton":
-        if not triton_available():
-            raise InputError(None, "the triton backend needs the triton package (pip install triton)")
-        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise InputError(None, "the triton backend needs CUDA tensors, or TRITON_INTERPRET=1 on CPU")
-    return backend
+def triton_kernels() -> ModuleType:
+    """:mod:`cryomaps.render.gaussian_triton`, imported on first use (it imports triton, ~0.2 s,
+    which CPU runs never need)."""
+    return importlib.import_module("cryomaps.render.gaussian_triton")
 
 
-LIBRARY = torch.library.Library("cryomaps", "DEF")
-"""The ``cryomaps`` operator namespace. Ops are declared with ``Library.define`` and
-``torch.library.impl`` rather than ``torch.library.custom_op``: the latter wraps every kernel in
-``torch._disable_dynamo``, which imports ``torch._dynamo`` (about 1.4 s) at the first eager call."""
-
-LIBRARY.define(
-    "gaussian_sum(Tensor centres, Tensor weights, Tensor variances, Tensor radii, Tensor batch_index, "
-    "int n_batch, int[] shape, float[] voxel_size, float[] origin, str sampling, str backend) -> Tensor"
-)
-LIBRARY.define(
-    "gaussian_sum_backward(Tensor grad_grid, Tensor centres, Tensor weights, Tensor variances, Tensor radii, "
-    "Tensor batch_index, float[] voxel_size, float[] origin, str sampling, str backend) -> (Tensor, Tensor, Tensor)"
-)
+_cpu_kernels: ModuleType = gaussian_torch
+"""The implementation behind CPU tensors: the torch one, or the Triton one inside
+:func:`triton_kernels_on_cpu`."""
 
 
-def _implementation(device: torch.device, backend: str):
-    """The kernel module for ``device``; the Triton one is imported only when it runs."""
-    if resolve_backend(device, backend) == "triton":
-        return importlib.import_module("cryomaps.render.gaussian_triton")
+@contextlib.contextmanager
+def triton_kernels_on_cpu():
+    """Run the op on CPU tensors with the Triton kernels, in Triton's interpreter, while inside.
+
+    For tests that compare the two implementations without a GPU: ``TRITON_INTERPRET=1`` must be
+    set before triton is imported (i.e. in the environment of a fresh process).
+    """
+    global _cpu_kernels
+    if not triton_available() or os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("the Triton kernels run on CPU tensors only with triton installed and TRITON_INTERPRET=1")
+    _cpu_kernels = triton_kernels()
+    try:
+        yield
+    finally:
+        _cpu_kernels = gaussian_torch
+
+
+def _kernels_for(dispatch_key: str) -> ModuleType:
+    """The kernel module that runs the op for tensors of ``dispatch_key`` ("CPU", "CUDA" or "MPS")."""
+    if dispatch_key == "CPU":
+        return _cpu_kernels
+    if dispatch_key == "CUDA" and triton_available():
+        return triton_kernels()
     return gaussian_torch
 
 
-def _gaussian_sum_kernel(
-    centres: Tensor,
-    weights: Tensor,
-    variances: Tensor,
-    radii: Tensor,
-    batch_index: Tensor,
-    n_batch: int,
-    shape: list[int],
-    voxel_size: list[float],
-    origin: list[float],
-    sampling: str,
-    backend: str,
-) -> Tensor:
-    """(n_batch, nx, ny, nz) sum of Gaussians; see the module docstring and :func:`gaussian_sum`."""
-    return _implementation(centres.device, backend).gaussian_sum_forward(
-        centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling
-    )
+DISPATCH_KEYS = ("CPU", "CUDA", "MPS")
+"""The devices the op is implemented for."""
+
+LIBRARY = torch.library.Library("cryomaps", "DEF")
+"""The ``cryomaps`` operator namespace. Ops are declared with ``Library.define`` and implemented
+per device with ``Library.impl`` rather than with ``torch.library.custom_op``: the latter wraps
+every kernel in ``torch._disable_dynamo``, which imports ``torch._dynamo`` (about 1.4 s) at the
+first eager call."""
+
+LIBRARY.define(
+    "gaussian_sum(Tensor centres, Tensor weights, Tensor variances, Tensor radii, Tensor batch_index, "
+    "int n_batch, int[] shape, float[] voxel_size, float[] origin, str sampling) -> Tensor"
+)
+LIBRARY.define(
+    "gaussian_sum_backward(Tensor grad_grid, Tensor centres, Tensor weights, Tensor variances, Tensor radii, "
+    "Tensor batch_index, float[] voxel_size, float[] origin, str sampling) -> (Tensor, Tensor, Tensor)"
+)
 
 
-def _gaussian_sum_fake(
-    centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling, backend
-):
+def _register_device(dispatch_key: str) -> None:
+    """Register the forward and backward kernels of tensors of ``dispatch_key``.
+
+    Forward: (n_batch, nx, ny, nz) sum of Gaussians (see :func:`gaussian_sum`). Backward: the
+    gradients (centres, weights, variances) of ``sum(grad_grid * gaussian_sum(...))``.
+    """
+
+    def forward(centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling):
+        return _kernels_for(dispatch_key).gaussian_sum_forward(
+            centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling
+        )
+
+    def backward(grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling):
+        return _kernels_for(dispatch_key).gaussian_sum_backward(
+            grad_grid.contiguous(), centres, weights, variances, radii, batch_index, voxel_size, origin, sampling
+        )
+
+    LIBRARY.impl("gaussian_sum", forward, dispatch_key)
+    LIBRARY.impl("gaussian_sum_backward", backward, dispatch_key)
+
+
+def _gaussian_sum_fake(centres, weights, variances, radii, batch_index, n_batch, shape, voxel_size, origin, sampling):
     return centres.new_empty((n_batch, *shape))
 
 
-def _gaussian_sum_backward_kernel(
-    grad_grid: Tensor,
-    centres: Tensor,
-    weights: Tensor,
-    variances: Tensor,
-    radii: Tensor,
-    batch_index: Tensor,
-    voxel_size: list[float],
-    origin: list[float],
-    sampling: str,
-    backend: str,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients (centres, weights, variances) of ``sum(grad_grid * gaussian_sum(...))``."""
-    return _implementation(centres.device, backend).gaussian_sum_backward(
-        grad_grid.contiguous(), centres, weights, variances, radii, batch_index, voxel_size, origin, sampling
-    )
-
-
-def _gaussian_sum_backward_fake(
-    grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling, backend
-):
+def _gaussian_sum_backward_fake(grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling):
     return torch.empty_like(centres), torch.empty_like(weights), torch.empty_like(variances)
 
 
 def _setup_context(ctx, inputs, output):
-    centres, weights, variances, radii, batch_index, _, _, voxel_size, origin, sampling, backend = inputs
+    centres, weights, variances, radii, batch_index, _, _, voxel_size, origin, sampling = inputs
     ctx.save_for_backward(centres, weights, variances, radii, batch_index)
-    ctx.geometry = (voxel_size, origin, sampling, backend)
+    ctx.geometry = (voxel_size, origin, sampling)
 
 
 def _backward(ctx, grad_grid):
     centres, weights, variances, radii, batch_index = ctx.saved_tensors
-    voxel_size, origin, sampling, backend = ctx.geometry
+    voxel_size, origin, sampling = ctx.geometry
     grad_centres, grad_weights, grad_variances = gaussian_sum_backward_op(
-        grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling, backend
+        grad_grid, centres, weights, variances, radii, batch_index, voxel_size, origin, sampling
     )
-    return grad_centres, grad_weights, grad_variances, None, None, None, None, None, None, None, None
+    return grad_centres, grad_weights, grad_variances, None, None, None, None, None, None, None
 
 
-def _register(name: str, kernel, fake) -> None:
-    """Register ``kernel`` for every device and ``fake`` for fake tensors (tracing, compile)."""
-    torch.library.impl(f"cryomaps::{name}", "default", kernel, lib=LIBRARY)
-    torch.library.register_fake(f"cryomaps::{name}", fake, lib=LIBRARY)
-
-
-_register("gaussian_sum", _gaussian_sum_kernel, _gaussian_sum_fake)
-_register("gaussian_sum_backward", _gaussian_sum_backward_kernel, _gaussian_sum_backward_fake)
+for dispatch_key in DISPATCH_KEYS:
+    _register_device(dispatch_key)
+torch.library.register_fake("cryomaps::gaussian_sum", _gaussian_sum_fake, lib=LIBRARY)
+torch.library.register_fake("cryomaps::gaussian_sum_backward", _gaussian_sum_backward_fake, lib=LIBRARY)
 torch.library.register_autograd("cryomaps::gaussian_sum", _backward, setup_context=_setup_context, lib=LIBRARY)
 
 gaussian_sum_op = torch.ops.cryomaps.gaussian_sum.default
@@ -210,7 +205,6 @@ def gaussian_sum(
     batch_index: Tensor | None = None,
     n_batch: int = 1,
     sampling: str = "point",
-    backend: str = "auto",
 ) -> Tensor:
     """Differentiable sum of normalised isotropic Gaussians on ``grid``.
 
@@ -223,7 +217,6 @@ def gaussian_sum(
         batch_index: (N,) int64 structure of each atom (default: all in structure 0).
         n_batch: number of structures (output grids).
         sampling: ``"point"``: values at voxel centres; ``"average"``: exact mean over each voxel.
-        backend: ``"auto"``, ``"torch"`` or ``"triton"`` (see the module docstring).
 
     Returns:
         (n_batch, nx, ny, nz) tensor with the dtype and device of ``centres``.
@@ -231,7 +224,6 @@ def gaussian_sum(
     if batch_index is None:
         batch_index = torch.zeros(centres.shape[0], dtype=torch.long, device=centres.device)
     _check_inputs(centres, weights, variances, radii, batch_index, sampling)
-    resolve_backend(centres.device, backend)
     check_grid_fits(n_batch, grid, centres.dtype, centres.device)
     return gaussian_sum_op(
         centres.contiguous(),
@@ -244,5 +236,4 @@ def gaussian_sum(
         [float(h) for h in grid.voxel_size],
         [float(o) for o in grid.origin],
         sampling,
-        backend,
     )
