@@ -1,4 +1,6 @@
-"""Pure math on map tensors: Fourier-space filters, the windowed local FSC (no files, no training)."""
+"""Pure math on map tensors (no files, no training): Fourier-space filters (:mod:`.lowpass`), Fourier
+shells, the FSC and its one crossing rule (:mod:`.fourier_shells`), the raised cosine (:mod:`.windows`),
+the windowed local FSC (:mod:`.local_fsc`) and the spectral resolution estimate (:mod:`.resolution`)."""
 
 from cryomaps.signal.lowpass import degradation_sigma, gaussian_low_pass, low_pass_to_resolution
 
