@@ -63,7 +63,7 @@ def fourier_shell_correlation(first, second, voxel_size=None) -> FSCCurve:
     if voxel_size is None:
         voxel_size = voxel_size_of(first)
     shells = fourier_shells(a.shape, voxel_size)
-    transform_a, transform_b = torch.fft.rfftn(torch.from_numpy(a)), torch.fft.rfftn(torch.from_numpy(b))
+    transform_a, transform_b = torch.fft.rfftn(torch.tensor(a)), torch.fft.rfftn(torch.tensor(b))  # copies: inputs may be read-only
     correlations = shell_correlation(transform_a, transform_b, shells)[1:].numpy()
     counts = shell_sums(torch.ones(transform_a.shape, dtype=torch.float64), shells)[1:].numpy()
     frequencies = shells.frequency[1:]
