@@ -21,6 +21,7 @@ import math
 import numpy as np
 
 from cryomaps.render import MOLMAP_SIGMA_FACTOR
+from cryomaps.signal.fourier_shells import fourier_shells
 
 LOWEST_FITTED_FREQUENCY = 1.0 / 20.0
 """1/Å: shells below it (overall shape, solvent, box) are left out of the fit."""
@@ -60,18 +61,22 @@ def spectral_resolution(density: np.ndarray, model_density: np.ndarray, voxel_si
 
 
 def _shell_gain(density: np.ndarray, model_density: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shell frequencies (1/Å, from the first non-zero shell to Nyquist) and g(s) for each."""
+    """Shell frequencies (1/Å, from the first non-zero shell to Nyquist) and g(s) for each.
+
+    Shells are those of :func:`cryomaps.signal.fourier_shells.fourier_shells`; the sums run over the
+    rfftn half spectrum as it is (each coefficient once, without the Hermitian multiplicity), the
+    sums this estimator was calibrated with: with the multiplicity the estimates move by up to 9 %
+    (2.28 -> 2.49 Å on EMD-20026).
+    """
     shape = density.shape
     if model_density.shape != shape:
         raise ValueError(f"map {shape} and model map {model_density.shape} differ in shape")
-    axes = [np.fft.fftfreq(shape[0], spacing[0]), np.fft.fftfreq(shape[1], spacing[1]), np.fft.rfftfreq(shape[2], spacing[2])]
-    radius = np.sqrt(axes[0][:, None, None] ** 2 + axes[1][None, :, None] ** 2 + axes[2][None, None, :] ** 2)
-    width = max(1.0 / (n * h) for n, h in zip(shape, spacing))
-    shells = np.rint(radius / width).astype(np.int64).ravel()
-    last = int(0.5 / spacing.max() / width)
+    shells = fourier_shells(shape, spacing)
+    index = shells.index.numpy().ravel()
     map_transform, model_transform = np.fft.rfftn(density), np.fft.rfftn(model_density)
-    cross = np.bincount(shells, (map_transform * model_transform.conj()).real.ravel(), minlength=last + 1)[1 : last + 1]
-    power = np.bincount(shells, (np.abs(model_transform) ** 2).ravel(), minlength=last + 1)[1 : last + 1]
-    frequency = np.arange(1, last + 1) * width
+    n_bins = shells.n_shells + 1  # the last bin holds the coefficients beyond the last shell
+    cross = np.bincount(index, (map_transform * model_transform.conj()).real.ravel(), minlength=n_bins)[1 : shells.n_shells]
+    power = np.bincount(index, (np.abs(model_transform) ** 2).ravel(), minlength=n_bins)[1 : shells.n_shells]
+    frequency = shells.frequency[1:]
     keep = power > 1e-12 * power.max()
     return frequency[keep], np.where(cross[keep] > 0, cross[keep], 1e-300) / power[keep]
