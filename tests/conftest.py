@@ -1,12 +1,17 @@
-"""Shared fixtures: the real-data root, which tests skip without (with the reason shown)."""
+"""Shared fixtures: the real-data root, which tests skip without (with the reason shown), and what
+several test files read from it."""
 
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 
+from cryomaps.data.manifest import read_manifest
 from cryomaps.data_root import ENV_VAR, find_data_root
+
+EXAMPLE_MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +36,15 @@ def shared_pairs(data_root):
 @pytest.fixture(scope="session")
 def structures_dir(data_root):
     return data_root / "structures"
+
+
+@pytest.fixture(scope="session")
+def small_model(structures_dir):
+    """A small real model: chain A of 2VA0, 99 residues (gzipped PDB)."""
+    return structures_dir / "2va0A_99res.pdb.gz"
+
+
+@pytest.fixture(scope="session")
+def example_entries(data_root):
+    """The eight shared pairs of ``data_manifests/example_pairs.csv``, paths in the data root."""
+    return read_manifest(EXAMPLE_MANIFEST, data_root=data_root)

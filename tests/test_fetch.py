@@ -245,8 +245,8 @@ def test_server_errors_are_retried_until_the_limit(served, tmp_path):
     assert not list((tmp_path / "out" / "maps").iterdir())
 
 
-def test_local_manifest_paths_are_verified_not_downloaded(data_root, tmp_path):
-    entries = read_manifest(MANIFEST_DIR / "example_pairs.csv", data_root=data_root)[1:3]
+def test_local_manifest_paths_are_verified_not_downloaded(example_entries, tmp_path):
+    entries = example_entries[1:3]
     summary = fetch_manifest(entries, tmp_path / "out", FetchOptions(progress=False))
     assert {o.map.status for o in summary.outcomes} == {o.model.status for o in summary.outcomes} == {"local"}
     assert read_manifest(tmp_path / "out" / "manifest.csv")[0].map_path == entries[0].map_path

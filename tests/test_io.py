@@ -421,7 +421,7 @@ def test_maps_with_nan_or_infinite_values_are_never_written(tmp_path):
     assert old.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["map.mrc"]
 
 
-def test_structure_read_in_a_forked_child_equals_the_direct_read(structures_dir, tmp_path):
+def test_structure_read_in_a_forked_child_equals_the_direct_read(small_model, tmp_path):
     """The fork path only runs before torch is imported, so it is exercised in a fresh interpreter."""
     import json
     import subprocess
@@ -444,11 +444,10 @@ def test_structure_read_in_a_forked_child_equals_the_direct_read(structures_dir,
         "    out['error'] = [type(error).__name__, str(error), error.path]\n"
         "print(json.dumps(out))\n"
     )
-    model = structures_dir / "2va0A_99res.pdb.gz"
-    done = subprocess.run([sys.executable, "-c", script, str(model), str(bad)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, str(small_model), str(bad)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     forked = json.loads(done.stdout)
-    direct = read_structure(model, remove_waters=True)
+    direct = read_structure(small_model, remove_waters=True)
     np.testing.assert_array_equal(np.array(forked["coords"]), direct.coords)
     assert forked["elements"] == direct.elements.tolist() and forked["b"] == direct.b_factors.tolist()
     assert forked["names"] == direct.atom_names.tolist() and forked["chains"] == direct.chain_ids.tolist()

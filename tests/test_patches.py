@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from cryomaps.data.curate import curate_entries
 from cryomaps.data.datamodules import PairedPatchDataModule, SingleMapPatchDataModule
-from cryomaps.data.manifest import read_manifest
 from cryomaps.data.patches import (
     AugmentationOptions,
     PatchOptions,
@@ -115,10 +112,9 @@ def test_intensity_augmentation_touches_only_the_input_and_symmetries_are_joint(
 
 
 @pytest.fixture(scope="module")
-def curated_two_pairs(data_root, tmp_path_factory):
+def curated_two_pairs(example_entries, tmp_path_factory):
     """EMD-6374 (train) and EMD-3488 (val) curated with the defaults."""
-    manifest = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
-    entries = [e for e in read_manifest(manifest, data_root=data_root) if e.emdb_id in ("EMD-6374", "EMD-3488")]
+    entries = [e for e in example_entries if e.emdb_id in ("EMD-6374", "EMD-3488")]
     out = tmp_path_factory.mktemp("curated_two")
     assert all(result.accepted for result in curate_entries(entries, out))
     return out

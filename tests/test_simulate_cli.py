@@ -32,11 +32,6 @@ def weighted_centroid(data, voxel, origin):
     ])
 
 
-@pytest.fixture(scope="module")
-def small_model(structures_dir):
-    return structures_dir / "2va0A_99res.pdb.gz"
-
-
 def test_molmap_map_overlays_model(small_model, tmp_path, capsys):
     output = tmp_path / "molmap.mrc"
     status = main(["simulate", str(small_model), "-o", str(output), "--model", "molmap",
