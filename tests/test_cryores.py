@@ -20,7 +20,7 @@ from cryomaps.data.locres_input import (
 )
 from cryomaps.io import DensityMap, Grid, read_map, resample_map, sample_map, write_map
 from cryomaps.models.weights import bundled_weights_path, load_network
-from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
+from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
 
 TINY = [
     "task=cryores", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_val_batches=1",
@@ -107,7 +107,7 @@ def test_training_volumes_are_prepared_like_inference_inputs():
     assert prepared["locres"].shape == prepared["mask"].shape == prepared["map"].shape
     inside = prepared["mask"] > 0.5
     assert inside.any() and set(np.unique(prepared["mask"])) <= {0.0, 1.0}
-    assert np.all(prepared["locres"][~inside] == DEFAULT_BACKGROUND_RESOLUTION)
+    assert np.all(prepared["locres"][~inside] == BACKGROUND_RESOLUTION)
     assert prepared["locres"][inside].max() < 30.0
 
 
@@ -184,8 +184,8 @@ def check_on_input_grid(locres: DensityMap, mask: DensityMap, density: DensityMa
         np.testing.assert_allclose(written.voxel_size, density.voxel_size)
         np.testing.assert_allclose(written.origin, density.origin)
     assert set(np.unique(mask.data)) <= {0.0, 1.0}
-    assert np.all(locres.data[mask.data < 0.5] == DEFAULT_BACKGROUND_RESOLUTION)
-    assert np.all(locres.data[mask.data > 0.5] < DEFAULT_BACKGROUND_RESOLUTION)
+    assert np.all(locres.data[mask.data < 0.5] == BACKGROUND_RESOLUTION)
+    assert np.all(locres.data[mask.data > 0.5] < BACKGROUND_RESOLUTION)
 
 
 def test_single_map_locres_with_a_trained_checkpoint(tmp_path, tiny_run, capsys):

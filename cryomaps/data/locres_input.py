@@ -20,7 +20,7 @@ import numpy as np
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid, resample_map
 from cryomaps.metrics.masks import threshold_mask
-from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
+from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class InputPreparation:
     def to_metadata(self) -> dict:
         """Plain-Python metadata stored with the weights: the settings, a readable ``normalisation``
         and the ``background_resolution`` (Å) written outside the mask."""
-        return {**asdict(self), "normalisation": self.NORMALISATION, "background_resolution": DEFAULT_BACKGROUND_RESOLUTION}
+        return {**asdict(self), "normalisation": self.NORMALISATION, "background_resolution": BACKGROUND_RESOLUTION}
 
 
 @dataclass
@@ -144,7 +144,7 @@ def prepare_training_volume(volume: Mapping, preparation: InputPreparation) -> d
     prepared = prepare_map(as_map("map"), preparation)
     return {
         "map": prepared.volume,
-        "locres": nearest_on_grid(as_map("locres"), prepared.grid, DEFAULT_BACKGROUND_RESOLUTION),
+        "locres": nearest_on_grid(as_map("locres"), prepared.grid, BACKGROUND_RESOLUTION),
         "mask": nearest_on_grid(as_map("mask"), prepared.grid, 0.0),
         "voxel_size": prepared.grid.voxel_size,
         "origin": prepared.grid.origin,

@@ -30,7 +30,7 @@ and flips that prediction back before averaging (the map is prepared once). The 
 resolution is the median of the local resolution inside the predicted mask. Both maps are
 resampled back onto the input map's grid; estimates finer than the input's Nyquist limit (twice
 its voxel size) are raised to it; outside the mask the local resolution is
-``DEFAULT_BACKGROUND_RESOLUTION`` (100 Å, as the classical mode).
+:data:`cryomaps.signal.local_fsc.BACKGROUND_RESOLUTION` (100 Å, as the classical mode).
 
 Training volumes (:func:`cryomaps.data.synthetic.synthetic_training_volumes`) pass through the
 same preparation (:func:`cryomaps.data.locres_input.prepare_training_volume`).
@@ -52,8 +52,7 @@ from cryomaps.data.locres_input import InputPreparation, prepare_map
 from cryomaps.devices import resolve_device
 from cryomaps.inference.tiling import predict_tiled_channels
 from cryomaps.io import DensityMap, resample_map
-from cryomaps.models.cryores import DEFAULT_BACKGROUND_RESOLUTION
-from cryomaps.signal.local_fsc import nyquist_resolution
+from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION, nyquist_resolution
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +88,7 @@ def predict_local_resolution(
     flip_average: bool = True,
     batch_size: int = 8,
     device: str | torch.device | None = None,
-    background: float = DEFAULT_BACKGROUND_RESOLUTION,
+    background: float = BACKGROUND_RESOLUTION,
 ) -> NetworkLocalResolution:
     """Local-resolution map and molecular mask of one map with a trained CryoRes network.
 
