@@ -77,7 +77,10 @@ def test_synthetic_volumes_with_classical_labels():
 def test_manifest_errors_name_the_file_and_line(tmp_path):
     manifest = tmp_path / "halves.csv"
     manifest.write_text("name,half1\nA,a.mrc\n")
-    with pytest.raises(InputError, match="halves.csv: half-map manifest needs the columns half1, half2"):
+    with pytest.raises(InputError, match=r"halves.csv: missing column\(s\) half2 in the header line"):
+        read_half_map_manifest(manifest)
+    manifest.write_text("half1,half2\n")
+    with pytest.raises(InputError, match="halves.csv: half-map manifest has no rows"):
         read_half_map_manifest(manifest)
     manifest.write_text("half1,half2,split\na.mrc,b.mrc,test\n")
     with pytest.raises(InputError, match="line 2: split 'test' is not one of train, val"):
@@ -118,4 +121,4 @@ def test_half_map_training_without_a_manifest_is_one_line(tmp_path, capsys):
     assert cli_main(["train", f"run_dir={tmp_path / 'run'}", "task=cryores", "data=half_maps_locres",
                      f"data.train_volumes.manifest={absent}"]) == 2
     last_line = capsys.readouterr().err.strip().splitlines()[-1]  # (Lightning's seed message may precede it)
-    assert last_line == f"cryomaps train: error: {absent}: cannot read the half-map manifest (No such file or directory)"
+    assert last_line == f"cryomaps train: error: {absent}: half-map manifest not found"

@@ -14,14 +14,14 @@ maps labelled as an experimentalist would label them. Each volume is
 
 **Half-map manifest** (CSV, one row per pair): ``half1``, ``half2`` (map files), optional ``mask``
 (may be empty), optional ``split`` (``train`` when absent or empty; ``train`` or ``val``) and
-``name``. Relative paths are relative to the manifest's folder.
+``name``; UTF-8, read as every cryomaps table (:func:`cryomaps.data.manifest.read_csv_rows`). ``~`` is
+expanded and relative paths are relative to the manifest's folder.
 
 Arrays are indexed (x, y, z); lengths in Å.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
+from cryomaps.data.manifest import read_csv_rows, resolve_listed_path
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, read_map
 from cryomaps.metrics.masks import threshold_mask
@@ -89,33 +90,28 @@ def half_map_volumes(
 
 def read_half_map_manifest(path: str | os.PathLike) -> list[dict]:
     """Rows ``{"name", "half1", "half2", "mask", "split"}`` of a half-map manifest, paths resolved
-    (``mask`` is None when not given).
+    (``mask`` is None when not given), read by :func:`cryomaps.data.manifest.read_csv_rows`.
 
     Raises:
-        InputError: unreadable file, missing columns, or a row with an empty path or an unknown split.
+        InputError: missing or unreadable file, missing columns, no rows, or a row with an empty path
+            or an unknown split.
     """
     path = Path(path)
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as error:
-        raise InputError(path, f"cannot read the half-map manifest ({error.strerror})") from None
-    missing = [column for column in MANIFEST_COLUMNS if not rows or column not in rows[0]]
-    if missing:
-        raise InputError(path, f"half-map manifest needs the columns {', '.join(MANIFEST_COLUMNS)} and a row (missing: {', '.join(missing)})")
-    return [_manifest_row(path, line, row) for line, row in enumerate(rows, start=2)]
+    _, rows = read_csv_rows(path, "half-map manifest", MANIFEST_COLUMNS)
+    if not rows:
+        raise InputError(path, "half-map manifest has no rows")
+    return [_manifest_row(path, line, row) for line, row in rows]
 
 
 def _manifest_row(path: Path, line: int, row: Mapping) -> dict:
-    def resolved(value: str | None) -> Path | None:
-        value = (value or "").strip()
-        return None if not value else (path.parent / value if not os.path.isabs(value) else Path(value))
+    def resolved(column: str) -> Path | None:
+        return resolve_listed_path((row.get(column) or "").strip(), path.parent)
 
     split = (row.get("split") or "").strip() or "train"
     if split not in SPLITS:
         raise InputError(path, f"line {line}: split {split!r} is not one of {', '.join(SPLITS)}")
-    halves = [resolved(row.get(column)) for column in MANIFEST_COLUMNS]
+    halves = [resolved(column) for column in MANIFEST_COLUMNS]
     if None in halves:
         raise InputError(path, f"line {line}: half1 and half2 must both be given")
     name = (row.get("name") or "").strip() or halves[0].stem
-    return {"name": name, "half1": halves[0], "half2": halves[1], "mask": resolved(row.get("mask")), "split": split}
+    return {"name": name, "half1": halves[0], "half2": halves[1], "mask": resolved("mask"), "split": split}
