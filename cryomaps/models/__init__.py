@@ -5,7 +5,6 @@ Spatial tensors are (B, C, X, Y, Z), indexed (x, y, z).
 """
 
 from cryomaps.models.cryores import (
-    DEFAULT_BACKGROUND_RESOLUTION,
     CryoResNet,
     CryoResOutput,
     global_resolution_bins,
@@ -19,7 +18,6 @@ from cryomaps.models.registry import build_cryores, build_discriminator, build_g
 from cryomaps.models.unetpp import UNetPlusPlus3d
 
 __all__ = [
-    "DEFAULT_BACKGROUND_RESOLUTION",
     "CryoResNet",
     "CryoResOutput",
     "Discriminator3d",

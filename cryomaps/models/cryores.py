@@ -17,7 +17,7 @@ Input: one z-scored map (B, 1, X, Y, Z), X, Y, Z multiples of ``stride``. Heads:
 * molecular mask: per-voxel logit (B, 1, X, Y, Z); a voxel is inside where the logit is > 0.
 
 :func:`local_resolution_map` combines them: global + relative inside the mask, a background value
-(100 Å by default, as in the published code) outside.
+(:data:`cryomaps.signal.local_fsc.BACKGROUND_RESOLUTION`, 100 Å, as in the published code) outside.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ from torch import nn
 
 from cryomaps.models.layers import check_spatial_shape, upsample_like
 from cryomaps.signal.fourier_shells import half_spectrum_multiplicity, nyquist_fraction_shell_index
+from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
 from cryomaps.signal.windows import cosine_ramp
-
-DEFAULT_BACKGROUND_RESOLUTION = 100.0
-"""Local resolution (Å) written outside the predicted molecular mask, as in the published code."""
 
 NORM_GROUPS = 8
 
@@ -219,7 +217,7 @@ def soft_argmax(logits: torch.Tensor, bin_centres: torch.Tensor, dim: int) -> to
 
 
 def local_resolution_map(
-    output: CryoResOutput, background_resolution: float = DEFAULT_BACKGROUND_RESOLUTION
+    output: CryoResOutput, background_resolution: float = BACKGROUND_RESOLUTION
 ) -> torch.Tensor:
     """Local resolution in Å, (B, 1, X, Y, Z): global + relative inside the mask, background outside."""
     global_resolution = output.global_resolution.reshape(-1, 1, 1, 1, 1)
