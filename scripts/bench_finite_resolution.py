@@ -183,7 +183,7 @@ def cryomaps_runner(tensors, data, grid, dtype, backward: bool):
     def run():
         inputs = [tensors[name].to(dtype).clone().requires_grad_() for name in ("coords", "b_factors", "occupancies")]
         start = time.perf_counter()
-        density = render_density(inputs[0], tensors["atomic_numbers"], inputs[1], inputs[2], grid,
+        density = render_density(inputs[0], tensors["atomic_numbers"], grid, b_factors=inputs[1], occupancies=inputs[2],
                                  model="peng", resolution=RESOLUTION, resolution_mode="finite")
         if backward:
             (0.5 * (density - target).square().sum()).backward()

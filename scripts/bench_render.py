@@ -3,12 +3,12 @@
 Renders the shared structures (``<data root>/structures``, listed in its ``info.json``) with the
 Peng potential, point-sampled, at 1 Å on a box = bounding box + 10 Å, with:
 
-- ``cryomaps forward``: :func:`cryomaps.render.render_density` on CPU tensors (torch backend);
+- ``cryomaps forward``: :func:`cryomaps.render.render_density` on CPU tensors (the torch implementation);
 - ``cryomaps fwd+bwd``: the same plus ``backward()`` of the map's sum to coordinates, B-factors
   and occupancies;
 - ``gemmi forward``: ``gemmi.DensityCalculatorE`` with the same c4322 coefficients and B-factors,
   no blur, cutoff 1e-5, on a P1 cell with exactly the same grid points;
-- on a CUDA machine, also the Triton backend (``triton forward``, ``triton fwd+bwd``).
+- on a CUDA machine, also the Triton kernels, which CUDA tensors use (``triton forward``, ``triton fwd+bwd``).
 
 What the comparison does (also written to the JSON as ``settings.comparison``): both programs
 evaluate the same potential (ITC 4.3.2.2 / Peng coefficients, each atom's B, no blur) at the same
@@ -105,11 +105,10 @@ def cryomaps_runner(structure, grid, backward: bool, device: str):
     from cryomaps.render import render_density
 
     tensors = structure.to_tensors(device=device, dtype=torch.float32)
-    backend = "triton" if device == "cuda" else "torch"
 
     def run():
         inputs = [tensors[name].clone().requires_grad_(backward) for name in ("coords", "b_factors", "occupancies")]
-        density = render_density(inputs[0], tensors["atomic_numbers"], inputs[1], inputs[2], grid, backend=backend)
+        density = render_density(inputs[0], tensors["atomic_numbers"], grid, b_factors=inputs[1], occupancies=inputs[2])
         if backward:
             density.sum().backward()
         if device == "cuda":

@@ -16,7 +16,7 @@ from cryomaps.render import DensityModelConfig, render_density
 
 def model_map(coords, atomic_numbers, b_factors, occupancies, grid: Grid, config: DensityModelConfig) -> torch.Tensor:
     """The model's map (nx, ny, nz) on ``grid`` (or (B, ...) for batched coords); differentiable."""
-    return render_density(coords, atomic_numbers, b_factors, occupancies, grid, config)
+    return render_density(coords, atomic_numbers, grid, config, b_factors=b_factors, occupancies=occupancies)
 
 
 def sample(data: torch.Tensor, grid: Grid, points: torch.Tensor) -> torch.Tensor:
