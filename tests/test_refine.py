@@ -9,7 +9,14 @@ import torch
 from cryomaps.cli import main
 from cryomaps.fit.pose import random_rotation, rmsd
 from cryomaps.fit.refine import RefineOptions, masked_correlation, occupancy_groups, refine
-from cryomaps.fit.restraints import bond_angles, covalent_bonds, geometry_from_model
+from cryomaps.fit.restraints import (
+    angles_from_bonds,
+    bond_angles,
+    chiral_volumes,
+    covalent_bonds,
+    geometry_from_model,
+    geometry_from_monomer_library,
+)
 from cryomaps.fit.score import scaled_residual
 from cryomaps.io import DensityMap, Grid, read_map, read_structure
 from cryomaps.render import render_structure
@@ -165,11 +172,16 @@ def test_adp_on_emd_3488_from_uniform_b(data_root):
     assert result.correlation_after >= masked_correlation(deposited, density_map, RefineOptions(resolution=3.2))
 
 
-def write_monomer_library(structure, folder):
-    """A tiny CCP4-format monomer library: each residue type's bonds and angles as in its first
-    instance in ``structure`` (covalent-radii bonds), in the folder layout gemmi reads."""
-    from cryomaps.fit.restraints import angles_from_bonds
+# planar side-chain groups and the CA chiral centre (N, C, CB), as in the CCP4 monomer library
+PLANES = {"PHE": "CB CG CD1 CD2 CE1 CE2 CZ", "TYR": "CB CG CD1 CD2 CE1 CE2 CZ OH", "ARG": "CD NE CZ NH1 NH2",
+          "ASP": "CB CG OD1 OD2", "GLU": "CG CD OE1 OE2", "GLN": "CG CD OE1 NE2"}
+CHIRAL = ("CA", "N", "C", "CB")
 
+
+def write_monomer_library(structure, folder):
+    """A tiny CCP4-format monomer library: each residue type's bonds, angles, side-chain plane and CA
+    chirality (sign) as in its first instance in ``structure`` (covalent-radii bonds), in the folder
+    layout gemmi reads."""
     bonds = covalent_bonds(structure)
     angles = angles_from_bonds(bonds, structure.n_atoms)
     (folder / "list").mkdir(parents=True)
@@ -195,13 +207,22 @@ def write_monomer_library(structure, folder):
         triples = [t for t in angles if set(t) <= atoms]
         values = bond_angles(torch.as_tensor(coords), torch.as_tensor(np.array(triples).reshape(-1, 3))).numpy()
         lines += [f"{name} {names[a]} {names[v]} {names[b]} {value:.3f} 2.0" for (a, v, b), value in zip(triples, values)]
+        index = {names[i]: i for i in atoms}
+        if name in PLANES:
+            lines += ["loop_", "_chem_comp_plane_atom.comp_id", "_chem_comp_plane_atom.plane_id",
+                      "_chem_comp_plane_atom.atom_id", "_chem_comp_plane_atom.dist_esd"]
+            lines += [f"{name} plan-1 {atom} 0.020" for atom in PLANES[name].split()]
+        if all(atom in index for atom in CHIRAL):
+            centre, *others = (coords[index[atom]] for atom in CHIRAL)
+            volume = np.dot(others[0] - centre, np.cross(others[1] - centre, others[2] - centre))
+            lines += ["loop_", "_chem_comp_chir.comp_id", "_chem_comp_chir.id", "_chem_comp_chir.atom_id_centre",
+                      "_chem_comp_chir.atom_id_1", "_chem_comp_chir.atom_id_2", "_chem_comp_chir.atom_id_3",
+                      "_chem_comp_chir.volume_sign", f"{name} chir_01 {' '.join(CHIRAL)} {'positiv' if volume > 0 else 'negativ'}"]
         (folder / name[0].lower()).mkdir(exist_ok=True)
         (folder / name[0].lower() / f"{name}.cif").write_text("\n".join(lines) + "\n")
 
 
 def test_monomer_library_restraints_come_from_gemmi_topology(truth, tmp_path):
-    from cryomaps.fit.restraints import angles_from_bonds, geometry_from_monomer_library
-
     structure = truth
     write_monomer_library(structure, tmp_path)
     geometry = geometry_from_monomer_library(structure, tmp_path)
@@ -218,3 +239,78 @@ def test_monomer_library_restraints_come_from_gemmi_topology(truth, tmp_path):
     lengths = np.linalg.norm(structure.coords[geometry.bonds[own, 0]] - structure.coords[geometry.bonds[own, 1]], axis=1)
     np.testing.assert_allclose(geometry.bond_targets[own], lengths, atol=1e-3)
     np.testing.assert_allclose(geometry.bond_sigmas, 0.02)
+
+
+def gemmi_topology(structure, library, coords):
+    """gemmi's own (structure, topology) of ``structure`` from ``library``, its atoms moved to ``coords``
+    (N, 3) in file order; the topology points into the structure, which must outlive it."""
+    import gemmi
+
+    source = gemmi.read_structure(str(structure.source))
+    source.setup_entities()
+    for atom, position in zip((atom for chain in source[0] for residue in chain for atom in residue), coords):
+        atom.pos = gemmi.Position(*position)
+    names = sorted({residue.name for chain in source[0] for residue in chain})
+    monomers = gemmi.read_monomer_lib(str(library), names, ignore_missing=True)
+    return source, gemmi.prepare_topology(source, monomers, h_change=gemmi.HydrogenChange.NoChange, reorder=False,
+                                          warnings=[].append, ignore_unknown_links=True)
+
+
+def test_planes_and_chiral_volumes_match_gemmi(truth, tmp_path):
+    import gemmi
+
+    structure = truth
+    write_monomer_library(structure, tmp_path)
+    geometry = geometry_from_monomer_library(structure, tmp_path)
+    residues = dict(zip(zip(structure.chain_ids, structure.residue_seqids), structure.residue_names))
+    assert len(geometry.plane_sigmas) == sum(name in PLANES for name in residues.values())
+    assert len(geometry.chirals) == sum(name != "GLY" for name in residues.values())
+    # the first residue of each type defined the library, so its chiral volume is the ideal one
+    volumes = chiral_volumes(torch.as_tensor(structure.coords), torch.as_tensor(geometry.chirals)).numpy()
+    assert (np.sign(geometry.chiral_targets) == np.sign(volumes)).all()  # all L, all signed like the model
+    first = [i for i, (c, *_) in enumerate(geometry.chirals)
+             if structure.residue_seqids[c] == structure.residue_seqids[structure.residue_names == structure.residue_names[c]][0]]
+    np.testing.assert_allclose(geometry.chiral_targets[first], volumes[first], atol=0.01)
+    # on a perturbed model, distances from the best planes and chiral volumes are gemmi's own
+    moved = structure.coords + np.random.default_rng(6).normal(scale=0.2, size=structure.coords.shape)
+    model, topology = gemmi_topology(structure, tmp_path, moved)  # model: keeps the atoms of the topology alive
+    planes = [plane for plane in topology.planes if len(plane.atoms) >= 4]
+    expected = [gemmi.get_distance_from_plane(atom.pos, gemmi.find_best_plane(plane.atoms))
+                for plane in planes for atom in plane.atoms]
+    ours = geometry.plane_distances(torch.as_tensor(moved)).numpy()
+    np.testing.assert_allclose(np.abs(ours), np.abs(expected), atol=1e-6)
+    expected_volumes = np.array([chir.calculate() for chir in topology.chirs])
+    deviations = geometry.deviations(moved)
+    assert deviations["plane_rmsd_A"] == pytest.approx(np.sqrt(np.mean(np.square(expected))))
+    assert deviations["chiral_rmsd_A3"] == pytest.approx(np.sqrt(np.mean((expected_volumes - geometry.chiral_targets) ** 2)))
+    assert deviations["n_planes"] == len(planes) and deviations["n_chirals"] == len(topology.chirs)
+    assert torch.autograd.gradcheck(geometry.energy, (torch.as_tensor(moved).requires_grad_(True),))
+
+
+def test_coordinates_refined_with_a_monomer_library_keep_planes_and_chirality(truth, tmp_path):
+    structure = truth
+    write_monomer_library(structure, tmp_path)
+    density_map = simulated_map(structure, noise=0.1)
+    rng = np.random.default_rng(7)
+    start = replace(structure, coords=structure.coords + rng.normal(scale=0.3 / np.sqrt(3), size=structure.coords.shape))
+    options = RefineOptions(resolution=RESOLUTION, resolution_mode=MODE, modes=("xyz",), cycles=2, iterations=12,
+                            monomer_library=str(tmp_path))
+    result = refine(start, density_map, options)
+    before = geometry_from_monomer_library(structure, tmp_path).deviations(start.coords)
+    assert result.geometry["source"] == "monomer library" and result.geometry["n_planes"] > 0
+    assert result.geometry["plane_rmsd_A"] < 0.5 * before["plane_rmsd_A"]
+    assert result.geometry["chiral_rmsd_A3"] < 0.5 * before["chiral_rmsd_A3"]
+    assert rmsd(result.coords, structure.coords) < rmsd(start.coords, structure.coords)
+
+
+def test_refine_command_reports_planes_and_chirality_from_a_monomer_library(truth, tmp_path, data_root, capsys):
+    write_monomer_library(truth, tmp_path / "library")
+    map_file = data_root / "fitting/EMD-5623_T20S_alpha_segment/test_map.ccp4"
+    status = main(["refine", str(data_root / SEGMENT), str(map_file), "-o", str(tmp_path / "refined.pdb"),
+                   "--resolution", "3.6", "--resolution-mode", "blur", "--refine", "xyz", "--cycles", "1",
+                   "--iterations", "3", "--monomer-library", str(tmp_path / "library")])
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 0
+    cycle = next(line for line in lines if line.startswith("cycle 1"))
+    assert "planes" in cycle and "chiral volumes" in cycle
+    assert "planes" in lines[-1] and "(monomer library)" in lines[-1]

@@ -69,7 +69,8 @@ def run(args) -> int:
     geometry = ""
     if result.geometry is not None:
         geometry = (f"; bond RMSD {result.geometry['bond_rmsd_A']:.4f} Å, angle RMSD "
-                    f"{result.geometry['angle_rmsd_degrees']:.2f}° ({result.geometry['source']})")
+                    f"{result.geometry['angle_rmsd_degrees']:.2f}°{_planes_and_chirality(result.geometry)} "
+                    f"({result.geometry['source']})")
     print(f"masked correlation {result.correlation_before:.4f} -> {result.correlation_after:.4f} in "
           f"{result.seconds:.2f} s{geometry}; wrote {path}")
     if args.json:
@@ -89,6 +90,17 @@ def run(args) -> int:
 def _print_cycle(entry: dict) -> None:
     geometry = ""
     if "bond_rmsd_A" in entry:
-        geometry = f", bonds {entry['bond_rmsd_A']:.4f} Å, angles {entry['angle_rmsd_degrees']:.2f}°"
+        geometry = (f", bonds {entry['bond_rmsd_A']:.4f} Å, angles {entry['angle_rmsd_degrees']:.2f}°"
+                    f"{_planes_and_chirality(entry)}")
     print(f"cycle {entry['cycle']}: masked correlation {entry['correlation']:.4f}{geometry} "
           f"({entry['evaluations']} evaluations, {entry['seconds']:.1f} s)", flush=True)
+
+
+def _planes_and_chirality(deviations: dict) -> str:
+    """The plane (Å) and chiral-volume (Å³) RMS deviations as text, for a geometry that has such restraints."""
+    text = ""
+    if deviations["n_planes"]:
+        text += f", planes {deviations['plane_rmsd_A']:.4f} Å"
+    if deviations["n_chirals"]:
+        text += f", chiral volumes {deviations['chiral_rmsd_A3']:.3f} Å³"
+    return text

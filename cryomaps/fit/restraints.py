@@ -1,10 +1,14 @@
-"""Geometry restraints for real-space refinement: bonds, angles and non-bonded repulsion.
+"""Geometry restraints for real-space refinement: bonds, angles, planes, chirality and non-bonded repulsion.
 
 Geometry comes from one of two sources:
 
 - a CCP4 monomer library (``--monomer-library DIR`` or ``$CLIBD_MON``): gemmi's topology
   (:func:`gemmi.read_monomer_lib`, :func:`gemmi.prepare_topology`) gives bonds and angles with
-  ideal values and standard deviations (planes and chirality are not used yet);
+  ideal values and standard deviations, planes of 4 or more atoms (each atom's distance from the
+  least-squares plane through the plane's atoms, against the plane's esd) and chiral centres (the
+  signed volume ``(a1 - c) · ((a2 - c) × (a3 - c))`` Å³ against gemmi's ideal volume, computed from
+  the ideal bonds and angles and signed by the library's ``volume_sign``; σ = ``CHIRAL_SIGMA_A3``,
+  Refmac's and Phenix's default; centres marked ``both`` are not restrained);
 - otherwise, covalent radii: atoms i, j of one chain are bonded when their distance in the starting
   model is below ``r_i + r_j + 0.45 Å`` (gemmi's covalent radii; alternative conformations A and B
   never bond), angles are the pairs of bonds sharing an atom, and the targets are the starting
@@ -20,7 +24,7 @@ Distances in Å, angles in degrees; energies are sums of squared z-scores / 2 (d
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +38,7 @@ ANGLE_SIGMA_DEGREES = 2.0
 NONBONDED_DISTANCE_A = 2.9
 NONBONDED_FLOOR_A = 2.2
 NONBONDED_SIGMA_A = 0.2
+CHIRAL_SIGMA_A3 = 0.2
 MONOMER_LIBRARY_ENV = "CLIBD_MON"
 
 
@@ -46,6 +51,10 @@ class Geometry:
         angles: (A, 3) atom triples (the middle one is the vertex); angle_targets, angle_sigmas: (A,) degrees.
         nonbonded: (P, 2) pairs pushed apart below nonbonded_targets (P,) Å.
         source: ``"monomer library"`` or ``"covalent radii"``.
+        plane_atoms: (M,) the atoms of all planes; plane_of_atom: (M,) the plane (0..L-1) of each;
+            plane_sigmas: (L,) Å, the allowed distance from the plane (monomer library only).
+        chirals: (C, 4) atoms (centre, a1, a2, a3); chiral_targets: (C,) signed ideal volumes Å³
+            (monomer library only).
     """
 
     bonds: np.ndarray
@@ -57,28 +66,51 @@ class Geometry:
     nonbonded: np.ndarray
     nonbonded_targets: np.ndarray
     source: str
+    plane_atoms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    plane_of_atom: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    plane_sigmas: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    chirals: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.int64))
+    chiral_targets: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def energy(self, coords: torch.Tensor) -> torch.Tensor:
-        """Sum of squared z-scores / 2 of bonds, angles and non-bonded contacts at ``coords`` (N, 3)."""
+        """Sum of squared z-scores / 2 of bonds, angles, planes, chiral volumes and non-bonded contacts
+        at ``coords`` (N, 3)."""
         bonds = _as_index(self.bonds)
         bond_z = (bond_lengths(coords, bonds) - _like(self.bond_targets, coords)) / _like(self.bond_sigmas, coords)
         angle_z = (bond_angles(coords, _as_index(self.angles)) - _like(self.angle_targets, coords)) / _like(self.angle_sigmas, coords)
+        plane_z = self.plane_distances(coords) / _like(self.plane_sigmas, coords)[_as_index(self.plane_of_atom)]
+        chiral_z = (chiral_volumes(coords, _as_index(self.chirals)) - _like(self.chiral_targets, coords)) / CHIRAL_SIGMA_A3
         contact = bond_lengths(coords, _as_index(self.nonbonded))
         clash_z = torch.relu(_like(self.nonbonded_targets, coords) - contact) / NONBONDED_SIGMA_A
-        return 0.5 * ((bond_z**2).sum() + (angle_z**2).sum() + (clash_z**2).sum())
+        return 0.5 * sum((z**2).sum() for z in (bond_z, angle_z, plane_z, chiral_z, clash_z))
+
+    def plane_distances(self, coords: torch.Tensor) -> torch.Tensor:
+        """Signed distances (M,) Å of the plane atoms from their planes (see :func:`plane_distances`)."""
+        return plane_distances(coords, _as_index(self.plane_atoms), _as_index(self.plane_of_atom), len(self.plane_sigmas))
 
     def deviations(self, coords) -> dict:
-        """RMS deviations from the targets: bonds (Å) and angles (degrees), plus the count of each."""
+        """RMS deviations from the targets and the count of each restraint kind: bonds (Å), angles
+        (degrees), planes (the atoms' distances from their planes, Å) and chiral volumes (Å³)."""
         coords = torch.as_tensor(np.asarray(coords, dtype=np.float64))
         bond_error = bond_lengths(coords, _as_index(self.bonds)).numpy() - self.bond_targets
         angle_error = bond_angles(coords, _as_index(self.angles)).numpy() - self.angle_targets
+        plane_error = self.plane_distances(coords).numpy()
+        chiral_error = chiral_volumes(coords, _as_index(self.chirals)).numpy() - self.chiral_targets
         return {
-            "bond_rmsd_A": float(np.sqrt(np.mean(bond_error**2))) if len(bond_error) else 0.0,
-            "angle_rmsd_degrees": float(np.sqrt(np.mean(angle_error**2))) if len(angle_error) else 0.0,
+            "bond_rmsd_A": _rms(bond_error),
+            "angle_rmsd_degrees": _rms(angle_error),
+            "plane_rmsd_A": _rms(plane_error),
+            "chiral_rmsd_A3": _rms(chiral_error),
             "n_bonds": int(len(bond_error)),
             "n_angles": int(len(angle_error)),
+            "n_planes": int(len(self.plane_sigmas)),
+            "n_chirals": int(len(chiral_error)),
             "source": self.source,
         }
+
+
+def _rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(values**2))) if len(values) else 0.0
 
 
 def _as_index(pairs) -> torch.Tensor:
@@ -105,6 +137,36 @@ def bond_angles(coords: torch.Tensor, triples: torch.Tensor) -> torch.Tensor:
     sine = torch.cross(first, second, dim=1).norm(dim=1)
     cosine = (first * second).sum(dim=1)
     return torch.rad2deg(torch.atan2(sine, cosine))
+
+
+def plane_distances(coords: torch.Tensor, atoms: torch.Tensor, plane_of_atom: torch.Tensor, n_planes: int) -> torch.Tensor:
+    """Signed distances (M,) Å of atoms (M,) from the least-squares plane of their plane (M,) labels.
+
+    Each plane passes through its atoms' centroid, with the normal of least scatter. The normal is
+    taken without gradient: it minimises the sum of squared distances, so the gradient of that sum
+    with respect to the coordinates is the same without the normal's own derivative (envelope
+    theorem), and ``torch.linalg.eigh``'s backward, unstable for repeated eigenvalues, is not needed.
+    """
+    if len(atoms) == 0:
+        return coords.new_zeros(0)
+    points = coords[atoms]
+    counts = torch.bincount(plane_of_atom, minlength=n_planes).to(coords.dtype)[:, None]
+    centroids = coords.new_zeros(n_planes, 3).index_add_(0, plane_of_atom, points) / counts
+    centred = points - centroids[plane_of_atom]
+    with torch.no_grad():
+        outer = centred[:, :, None] * centred[:, None, :]
+        scatter = coords.new_zeros(n_planes, 3, 3).index_add_(0, plane_of_atom, outer)
+        normals = torch.linalg.eigh(scatter).eigenvectors[:, :, 0]
+    return (centred * normals[plane_of_atom]).sum(dim=1)
+
+
+def chiral_volumes(coords: torch.Tensor, quadruples: torch.Tensor) -> torch.Tensor:
+    """Signed chiral volumes (C,) Å³, ``(a1 - c) · ((a2 - c) × (a3 - c))``, of (c, a1, a2, a3) rows (C, 4)."""
+    if len(quadruples) == 0:
+        return coords.new_zeros(0)
+    centre = coords[quadruples[:, 0]]
+    first, second, third = (coords[quadruples[:, k]] - centre for k in (1, 2, 3))
+    return (first * torch.cross(second, third, dim=1)).sum(dim=1)
 
 
 def covalent_bonds(structure) -> np.ndarray:
@@ -207,7 +269,29 @@ def geometry_from_monomer_library(structure, library: str) -> Geometry:
     angles = np.array(angles, dtype=np.int64).reshape(-1, 3)
     return Geometry(bonds=bonds, bond_targets=np.array(bond_targets), bond_sigmas=np.array(bond_sigmas), angles=angles,
                     angle_targets=np.array(angle_targets), angle_sigmas=np.array(angle_sigmas),
-                    **_nonbonded(structure, bonds, angles), source="monomer library")
+                    **_nonbonded(structure, bonds, angles), source="monomer library",
+                    **_planes(topology), **_chirals(topology))
+
+
+def _planes(topology) -> dict:
+    """Plane restraints of a gemmi topology (planes of 4 or more atoms; any 3 atoms lie in a plane)."""
+    planes = [plane for plane in topology.planes if len(plane.atoms) >= 4]
+    return {
+        "plane_atoms": np.array([atom.serial - 1 for plane in planes for atom in plane.atoms], dtype=np.int64),
+        "plane_of_atom": np.array([index for index, plane in enumerate(planes) for _ in plane.atoms], dtype=np.int64),
+        "plane_sigmas": np.array([max(plane.restr.esd, 1e-3) for plane in planes], dtype=np.float64),
+    }
+
+
+def _chirals(topology) -> dict:
+    """Chiral-centre restraints of a gemmi topology, with signed ideal volumes (``both`` centres skipped)."""
+    import gemmi
+
+    signs = {gemmi.ChiralityType.Positive: 1.0, gemmi.ChiralityType.Negative: -1.0}
+    chirals = [chir for chir in topology.chirs if chir.restr.sign in signs]
+    atoms = [[atom.serial - 1 for atom in chir.atoms] for chir in chirals]
+    targets = [signs[chir.restr.sign] * topology.ideal_chiral_abs_volume(chir) for chir in chirals]
+    return {"chirals": np.array(atoms, dtype=np.int64).reshape(-1, 4), "chiral_targets": np.array(targets, dtype=np.float64)}
 
 
 def _nonbonded(structure, bonds, angles) -> dict:
