@@ -78,7 +78,7 @@ def test_evaluate_passes_the_model_and_reference_grid_to_the_renderer(map_pair, 
         calls.append((structure.n_atoms, grid.shape, model, resolution))
         return np.ones(grid.shape, dtype=np.float32)
 
-    monkeypatch.setattr(cryomaps.render, "render_structure", recording_renderer, raising=False)
+    monkeypatch.setattr(cryomaps.render, "render_structure_array", recording_renderer)
     scores = run_with_model(map_pair, tmp_path)
     assert calls == [(4, (16, 16, 16), "molmap", 3.0)]
     table = capsys.readouterr().out
@@ -87,9 +87,5 @@ def test_evaluate_passes_the_model_and_reference_grid_to_the_renderer(map_pair, 
 
 
 def test_evaluate_with_the_real_renderer(map_pair, tmp_path):
-    import cryomaps.render
-
-    if not hasattr(cryomaps.render, "render_structure"):
-        pytest.skip("cryomaps.render.render_structure is not written yet")
     scores = run_with_model(map_pair, tmp_path)
     assert all(key in scores for key in MODEL_KEYS)

@@ -94,7 +94,7 @@ def run_single_pair(args) -> int:
     from cryomaps.errors import InputError
     from cryomaps.io import read_map
     from cryomaps.metrics import evaluate_maps
-    from cryomaps.metrics.output import write_json_atomically
+    from cryomaps.io.atomic import write_json_atomically
 
     if args.pred is None or args.ref is None:
         raise InputError(
@@ -112,7 +112,7 @@ def run_single_pair(args) -> int:
     print(format_table(scores))
     if args.json_path is not None:
         paths = {"pred_path": str(args.pred), "ref_path": str(args.ref), "model_path": _optional_str(args.model)}
-        write_json_atomically(args.json_path, {**paths, **scores})
+        write_json_atomically(args.json_path, {**paths, **scores}, indent=2, non_finite_as_null=True)
         print(f"scores written to {args.json_path}")
     return 0
 
@@ -120,12 +120,12 @@ def run_single_pair(args) -> int:
 def _model_inputs(args, ref):
     """Atom coordinates of ``args.model`` and the model map rendered on ``ref``'s grid."""
     from cryomaps.io import read_structure
-    from cryomaps.render import render_structure
+    from cryomaps.render import render_structure_array
 
     structure = read_structure(args.model)
     options.check_model_in_grid(structure, ref.grid, f"the --ref map {args.ref}")
     settings = {} if args.model_resolution is None else {"resolution": args.model_resolution}
-    model_map = render_structure(structure, ref.grid, model=args.model_density, **settings)
+    model_map = render_structure_array(structure, ref.grid, model=args.model_density, **settings)
     return structure.coords, model_map
 
 

@@ -94,11 +94,9 @@ def run(args) -> int:
     reading = start_reading_structure(  # parsed in a child process while torch is imported here
         args.model_file, remove_hydrogens=args.remove_hydrogens, remove_waters=args.remove_waters
     )
-    import torch
-
-    from cryomaps.io import DensityMap, write_map
     from cryomaps.devices import resolve_device
-    from cryomaps.render import render_structure
+    from cryomaps.io import DensityMap, write_map
+    from cryomaps.render import render_structure_array
 
     config = density_config(args)
     structure = reading()
@@ -106,8 +104,7 @@ def run(args) -> int:
     options.check_resolution_sampled(args.resolution, args.resolution_mode, grid)
     if args.like is not None:
         options.check_model_in_grid(structure, grid, f"the --like map {args.like}")
-    with torch.no_grad():
-        density = render_structure(structure, grid, config, device=resolve_device(args.device))
+    density = render_structure_array(structure, grid, config, device=resolve_device(args.device))
     written = write_map(args.output, DensityMap.from_grid(density, grid), label=f"cryomaps simulate {config.model}")
     print(
         f"wrote {written}: {structure.n_atoms} atoms, model {config.model}, grid {grid.shape} "

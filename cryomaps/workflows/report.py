@@ -52,7 +52,7 @@ from cryomaps.models.weights import LoadedNetwork, bundled_weights_path, load_ne
 from cryomaps.metrics.evaluation import evaluate_maps
 from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_metric_boxplots
 from cryomaps.metrics.fsc import fourier_shell_correlation
-from cryomaps.render import render_structure
+from cryomaps.render import render_structure_array
 from cryomaps.workflows.generation import filtered_map, generate_at_resolution
 
 METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean", "masked_corr", "fsc_0.5_A", "fsc_0.143_A")
@@ -286,10 +286,9 @@ def make_method_map(
 
 
 def render_on_experimental_grid(pair: Pair, **render_options) -> DensityMap:
-    """:func:`cryomaps.render.render_structure` of the pair's model on its experimental map's grid."""
+    """:func:`cryomaps.render.render_structure_array` of the pair's model on its experimental map's grid."""
     grid = pair.experimental.grid
-    rendered = render_structure(pair.structure, grid, **render_options)
-    return DensityMap.from_grid(rendered.detach().cpu().numpy(), grid)
+    return DensityMap.from_grid(render_structure_array(pair.structure, grid, **render_options), grid)
 
 
 def metrics_rows(entry: ManifestEntry, pair: Pair, results: Sequence[MethodResult]) -> list[dict]:
