@@ -497,9 +497,7 @@ def _read_experimental_map(entry: ManifestEntry) -> DensityMap:
 
 def fraction_of_atoms_inside(coords: np.ndarray, grid: Grid) -> float:
     """Fraction of atoms (N, 3) Å lying between the first and last voxel centres of ``grid``."""
-    index = grid.world_to_index(coords)
-    inside = np.all((index >= 0) & (index <= np.asarray(grid.shape) - 1), axis=1)
-    return float(inside.mean())
+    return float(grid.within_sampled_box(coords).mean())
 
 
 def _model_mask(coords: np.ndarray, box: Grid, map_grid: Grid, radius: float) -> np.ndarray:

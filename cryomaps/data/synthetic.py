@@ -168,7 +168,7 @@ def carbon_equivalent_counts(
     atom's voxel. Atoms outside the grid neither count nor receive a count (0).
     """
     index = np.rint(grid.world_to_index(coords)).astype(np.int64)
-    inside = np.all((index >= 0) & (index < np.asarray(grid.shape)), axis=1)
+    inside = grid.has_nearest_voxel(coords)
     box = np.asarray(window_weights.shape)
     padded_shape = tuple(int(n) for n in np.asarray(grid.shape) + box)
     splat = np.zeros(padded_shape)

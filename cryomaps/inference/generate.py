@@ -10,10 +10,8 @@ resampled onto a reference map's grid (``like``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from cryomaps.devices import resolve_device
@@ -21,8 +19,7 @@ from cryomaps.errors import InputError
 from cryomaps.inference.tiling import predict_tiled
 from cryomaps.io import DensityMap, Grid, Structure, resample_map
 from cryomaps.models.weights import generator_input_config
-from cryomaps.render import MOLMAP_SIGMA_FACTOR, network_input, render_structure_array
-from cryomaps.signal import gaussian_low_pass
+from cryomaps.render import network_input, render_structure_array
 from cryomaps.signal.resolution import ResolutionEstimateError, spectral_resolution
 
 
@@ -51,9 +48,7 @@ def prediction_grid(structure: Structure, voxel_size: float, padding: float, lik
     """The grid the generator runs on (Å): around the model plus ``padding``, or covering ``like``'s box."""
     if like is None:
         return Grid.around(structure.coords, voxel_size=voxel_size, padding=padding)
-    extent = (np.asarray(like.data.shape) - 1) * like.voxel_size
-    shape = tuple(int(math.floor(length / voxel_size + 1e-6)) + 1 for length in extent)
-    return Grid(shape, voxel_size, like.origin)
+    return like.grid.resampled_isotropic(voxel_size)
 
 
 def generate_map(
@@ -106,12 +101,6 @@ def _resolution_condition(generator: torch.nn.Module, resolution: float | None) 
     if not conditioned:
         return None
     return torch.tensor([float(resolution)])
-
-
-def low_pass(density_map: DensityMap, resolution: float) -> DensityMap:
-    """Blur a map with a Gaussian of σ = 0.225·``resolution`` Å (molmap convention; :mod:`cryomaps.signal`)."""
-    blurred = gaussian_low_pass(density_map.data.astype(np.float64), density_map.voxel_size, MOLMAP_SIGMA_FACTOR * resolution)
-    return DensityMap(blurred.float().numpy(), density_map.voxel_size, density_map.origin)
 
 
 DEFAULT_RESOLUTION = 3.0
