@@ -36,7 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--soft-edge", type=options.non_negative_float, default=5.0, help="raised-cosine window edge width, Å (5)")
     parser.add_argument("--shape", choices=("sphere", "cube"), default="sphere", help="window shape (sphere)")
     parser.add_argument("--threshold", type=options.float_range(0.0, 1.0, exclusive_minimum=True), default=0.143, help="FSC threshold (0.143)")
-    parser.add_argument("--background", type=options.positive_float, default=100.0, help="value outside the mask, Å (100)")
+    parser.add_argument("--background", type=options.positive_float, default=None,
+                        help="value outside the mask, Å (default 100: signal.local_fsc.BACKGROUND_RESOLUTION)")
     parser.add_argument("--png", type=options.output_file, help="also write central slices of the map and its local resolution (PNG)")
     parser.add_argument("--device", default=None, type=options.device, help="torch device (default: cuda when available, else cpu)")
 
@@ -72,7 +73,7 @@ def run(args) -> int:
     mask = read_map(args.mask) if args.mask else None
     locres = local_resolution(
         half1, half2, mask, window=args.window, step=args.step, soft_edge=args.soft_edge, shape=args.shape,
-        threshold=args.threshold, background=args.background, device=args.device,
+        threshold=args.threshold, background=background_value(args), device=args.device,
     )
     write_map(args.output, locres, label="cryomaps locres: local FSC resolution (A)")
     inside = None if mask is None else mask_on_grid(mask, half1.grid)
@@ -83,8 +84,15 @@ def run(args) -> int:
         f"min {stats['min']:.2f} Å, max {stats['max']:.2f} Å ({time.perf_counter() - start:.1f} s)"
     )
     if args.png:
-        save_slices(args.png, (half1.data + half2.data) / 2, locres, locres.data < args.background)
+        save_slices(args.png, (half1.data + half2.data) / 2, locres, locres.data < background_value(args))
     return 0
+
+
+def background_value(args) -> float:
+    """``--background``, or the package's default (Å); imported late: the module loads torch."""
+    from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
+
+    return BACKGROUND_RESOLUTION if args.background is None else args.background
 
 
 def run_single_map(args) -> int:
@@ -110,7 +118,7 @@ def run_single_map(args) -> int:
     result = predict_local_resolution(
         density, loaded.network, loaded.metadata, overlap=args.overlap, flip_average=args.flip_average,
         batch_size=args.batch_size, device=args.device,
-        background=args.background,
+        background=background_value(args),
     )
     write_map(args.output, result.locres, label="cryomaps locres: CryoRes network local resolution (A)")
     if args.mask_out:
