@@ -6,7 +6,23 @@ shift 2-6 Å), is fitted back with :func:`cryomaps.fit.fit_local`; a trial succe
 to the deposited place is at most 0.5 Å (1.5 Å for maps at 10 Å or worse). As a control, the
 fit is also started from the deposited place itself: when that fit moves the model farther than
 the threshold, the deposited place is not an optimum of the score at that resolution (the map
-and model disagree), and the table says so.
+and model disagree), and the table says so; the count in brackets is then the trials that reach the
+score's own optimum (the control fit) within the threshold.
+
+Two pairs disagree with their maps (measured, every score the same way):
+
+- EMD-5170 + 3MFP: 3MFP was deposited for EMD-5168. Aligning the two maps (map-map correlation
+  0.15 as read, 0.47 after alignment) gives a 30.1° rotation about the filament axis plus
+  (2.4, 2.4, 1.9) Å; 3MFP carried by that transform scores 0.41 (0.10 at its deposited place) and
+  fits to within 0.3 Å of the fit from the deposited place (11.4 Å away, score 0.44). Reading the
+  header with nstart -50 or -48 instead of -49, or mirroring the map, does not help (0.06 / 0.15 /
+  0.003 at the deposited place).
+- EMD-8249 + 5KHE (35 Å, 5.28 Å voxels): the best translation is (1.5-2.1, 2.1-2.5, 1.7-1.9) Å,
+  near the box diagonal (5.8° from it at 35 Å; about 0.4 voxel per axis), and a fit from the
+  deposited place ends 3.1-5.1 Å from it, for correlation about the mean or about zero, overlap,
+  the mean map value at the atoms (the depositors' EMfit target), molmap or Peng, point or
+  voxel-averaged sampling, a template on the map's own grid or a finer one, region thresholds
+  0.02-0.3, the whole box, and model maps at 15-55 Å.
 
 Global search: each model at a random orientation and a random position inside the map box is
 searched with :func:`cryomaps.fit.global_search.fit_global`; success when the best solution is
