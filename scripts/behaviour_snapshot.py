@@ -11,11 +11,11 @@ after it and comparing the two output folders::
 ``run`` uses whichever ``cryomaps`` the interpreter imports (``PYTHONPATH`` picks the tree). The
 synthetic half maps are written once into ``--inputs`` and reused, so both trees read identical inputs.
 ``compare`` reports, per output file, the largest absolute difference relative to the largest absolute
-value of the first tree's file (maps: voxels; CSV/JSON: every number; models: coordinates and B) and
+value of the first tree's file (maps: voxels; CSV/JSON: every number, strings such as paths left out) and
 exits 1 when one exceeds ``--tolerance`` (1e-6) or a file is missing.
 
 Commands (shared data of ``../shared/data``): simulate molmap / Peng blur / Peng finite of 5NI1 on
-EMD-3488's grid; generate 6VYB-NTD like EMD-21457; locres single map (network) on EMD-21457 and half-map
+EMD-3488's grid; generate 6VYB-NTD like EMD-21457; locres single map (network, with and without flip averaging) on EMD-21457 and half-map
 locres on a synthetic helix-bundle pair; evaluate one pair and a two-pair manifest report; curate the
 example manifest.
 """
@@ -26,7 +26,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +75,7 @@ def commands(out: Path, inputs: dict[str, Path]) -> list[list[str]]:
         ["generate", model_21457, "-o", str(out / "generated.mrc"), "--like", map_21457, "--device", "cpu"],
         ["locres", map_21457, "-o", str(out / "locres_network.mrc"), "--mask-out", str(out / "locres_mask.mrc"),
          "--device", "cpu"],
+        ["locres", map_21457, "-o", str(out / "locres_network_one_pass.mrc"), "--no-flip-average", "--device", "cpu"],
         ["locres", "--half1", str(inputs["half1"]), "--half2", str(inputs["half2"]), "--mask", str(inputs["mask"]),
          "-o", str(out / "locres_halves.mrc"), "--device", "cpu"],
         ["evaluate", "--pred", str(out / "generated.mrc"), "--ref", map_21457, "--model", model_21457,
@@ -98,9 +98,6 @@ def run(out: Path, inputs_folder: Path) -> None:
         subprocess.run([sys.executable, "-m", "cryomaps.cli", *arguments], check=True, stdout=subprocess.DEVNULL)
 
 
-NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
-
-
 def numbers_of(path: Path) -> np.ndarray:
     """The numbers a file holds, in order (maps: voxels; models: x, y, z, B; text: every number)."""
     suffix = path.name.lower()
@@ -114,15 +111,35 @@ def numbers_of(path: Path) -> np.ndarray:
             return np.concatenate([_numbers_of_array(archive[key]) for key in sorted(archive)])
     if suffix.endswith((".png", ".ckpt", ".pt")):
         return np.zeros(0)
-    text = path.read_text(errors="replace")
     if suffix.endswith(".json"):
-        text = json.dumps(_drop_timings(json.loads(text)), sort_keys=True)
-    return np.array([float(value) for value in NUMBER.findall(text)], dtype=np.float64)
+        return np.array(_json_numbers(_drop_timings(json.loads(path.read_text()))), dtype=np.float64)
+    with open(path, newline="") as handle:
+        cells = [cell for row in csv.reader(handle) for cell in row]
+    return np.array([float(cell) for cell in cells if _is_number(cell)], dtype=np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _json_numbers(value) -> list[float]:
+    """The numbers of a JSON value in key order (strings such as paths are not numbers)."""
+    if isinstance(value, dict):
+        return [number for key in sorted(value) for number in _json_numbers(value[key])]
+    if isinstance(value, list):
+        return [number for item in value for number in _json_numbers(item)]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return [float(value)]
+    return []
 
 
 def _numbers_of_array(array: np.ndarray) -> np.ndarray:
     if array.dtype.kind in "US":
-        return np.array([float(value) for value in NUMBER.findall(str(array))], dtype=np.float64)
+        return np.array(_json_numbers(json.loads(str(array))), dtype=np.float64)
     return np.asarray(array, dtype=np.float64).ravel()
 
 
