@@ -15,7 +15,6 @@ from cryomaps.data.locres_input import (
     InputPreparation,
     prepare_map,
     prepare_training_volume,
-    resampling_grid,
     threshold_box,
 )
 from cryomaps.io import DensityMap, Grid, read_map, resample_map, sample_map, write_map
@@ -50,7 +49,7 @@ def test_prepare_map_resamples_crops_normalises_and_pads():
     np.testing.assert_allclose(peak, [8.0, 14.0, 16.0], atol=1.0)
     assert prepared.volume.size < 0.8 * 28 * 25 * 21
     # z-scored with the statistics of the 3σ box (which lies inside the crop); zero padding at the high end.
-    resampled = resample_map(density, resampling_grid(density.grid, 1.0))
+    resampled = resample_map(density, density.grid.resampled_isotropic(1.0))
     box = threshold_box(resampled.data, 3.0, 4)
     start = np.rint((prepared.grid.origin - resampled.grid.origin) / 1.0).astype(int)
     statistics = prepared.volume[tuple(slice(b.start - a, b.stop - a) for b, a in zip(box, start))]

@@ -71,7 +71,7 @@ class PreparedInput:
 
 def prepare_map(density_map: DensityMap, preparation: InputPreparation, stride: int = 1) -> PreparedInput:
     """Resample, crop, z-score and pad ``density_map`` for the network (module docstring, steps 1–4)."""
-    resampled = resample_map(density_map, resampling_grid(density_map.grid, preparation.voxel_size))
+    resampled = resample_map(density_map, density_map.grid.resampled_isotropic(preparation.voxel_size))
     margin = int(math.ceil(preparation.crop_margin / preparation.voxel_size))
     box = threshold_box(resampled.data, preparation.threshold_sigmas, margin)
     statistics = resampled.data[box]
@@ -83,13 +83,6 @@ def prepare_map(density_map: DensityMap, preparation: InputPreparation, stride: 
     start = np.array([axis.start for axis in box])
     origin = resampled.grid.index_to_world(start[None])[0]
     return PreparedInput(volume, Grid(volume.shape, preparation.voxel_size, origin))
-
-
-def resampling_grid(grid: Grid, voxel_size: float) -> Grid:
-    """A grid of isotropic ``voxel_size`` (Å) with ``grid``'s origin, covering its box."""
-    span = (np.asarray(grid.shape) - 1) * grid.voxel_size
-    shape = tuple(int(math.floor(length / voxel_size + 1e-6)) + 1 for length in span)
-    return Grid(shape, voxel_size, grid.origin)
 
 
 def threshold_box(data: np.ndarray, sigmas: float, margin: int) -> tuple[slice, slice, slice]:
@@ -123,8 +116,9 @@ def mask_box(mask: np.ndarray, margin: int) -> tuple[slice, slice, slice] | None
 def nearest_on_grid(density_map: DensityMap, grid: Grid, fill_value: float) -> np.ndarray:
     """Values of ``density_map`` at the voxel nearest to each voxel centre of ``grid`` (X, Y, Z) float32;
     ``fill_value`` where that voxel lies outside the map (labels: masks and local resolution)."""
-    index = np.rint(density_map.grid.world_to_index(grid.voxel_centres())).astype(np.int64)
-    inside = np.all((index >= 0) & (index < np.asarray(density_map.data.shape)), axis=1)
+    centres = grid.voxel_centres()
+    index = np.rint(density_map.grid.world_to_index(centres)).astype(np.int64)
+    inside = density_map.grid.has_nearest_voxel(centres)
     values = np.full(len(index), fill_value, dtype=np.float32)
     values[inside] = density_map.data[tuple(index[inside].T)]
     return values.reshape(grid.shape)
