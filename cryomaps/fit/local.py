@@ -2,9 +2,13 @@
 
 The score of a pose is the correlation about the mean between the model's map at resolution R and
 the experimental map over the region the model covers: the model map is rendered once per stage on
-a grid of the experimental map's voxel size around the model (the *template*), its voxels above
-``threshold`` x its maximum are the points of the region, and the experimental map is sampled
-trilinearly at those points moved by the pose. Each rigid group (the whole model or one chain)
+a grid around the model (the *template*) with half the experimental map's voxel size
+(``TEMPLATE_OVERSAMPLING``), its voxels above ``threshold`` x its maximum are the points of the
+region, and the experimental map is sampled trilinearly at those points moved by the pose. Points
+at the map's own spacing see trilinear interpolation's smoothing change with every sub-voxel shift,
+which makes the score ripple on coarse maps (EMD-8249, 5.28 Å voxels: 6 of 10 perturbed starts
+reached the score's own optimum within 1.5 Å, 9 with half-voxel points; the final stage costs about
+4x more on the shared pairs, 0.2-0.6 s -> 0.3-3.5 s per fit). Each rigid group (the whole model or one chain)
 has its own pose (:class:`cryomaps.fit.pose.RigidPose`); L-BFGS maximises the score.
 
 Coarse to fine: stage resolutions run from ``max(2R, 10 Å)`` down to R (three geometric steps);
@@ -30,6 +34,7 @@ from cryomaps.render.gaussian_torch import single_intra_op_thread
 from cryomaps.signal import degradation_sigma, gaussian_low_pass
 
 RIGID_BODY_MODES = ("model", "chain")
+TEMPLATE_OVERSAMPLING = 2  # template points per map voxel along each axis at the final resolution
 
 
 @dataclass(frozen=True)
@@ -150,8 +155,8 @@ def score_model(structure, density_map, options: FitOptions, coords: np.ndarray 
     if coords is not None:
         tensors["coords"] = torch.as_tensor(np.asarray(coords, dtype=np.float64))
     labels, names = rigid_groups(structure, options.rigid_bodies)
-    voxel = float(np.min(density_map.voxel_size))
-    template = Template(tensors, torch.as_tensor(labels), len(names), voxel,
+    spacing = float(np.min(density_map.voxel_size)) / TEMPLATE_OVERSAMPLING
+    template = Template(tensors, torch.as_tensor(labels), len(names), spacing,
                         options.density_config(options.resolution), options.threshold)
     experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
     identity = torch.eye(3, dtype=torch.float64).expand(len(names), 3, 3)
@@ -177,7 +182,8 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
     stage_scores = []
     for stage_resolution in options.stage_resolutions():
         config = options.density_config(stage_resolution)
-        spacing = voxel if stage_resolution <= options.resolution else max(voxel, stage_resolution / 4)
+        fine = voxel / TEMPLATE_OVERSAMPLING
+        spacing = fine if stage_resolution <= options.resolution else max(fine, stage_resolution / 4)
         template = Template(tensors, groups, len(names), spacing, config, options.threshold)
         stage_map = gaussian_low_pass(experimental, grid.voxel_size, degradation_sigma(options.resolution, stage_resolution))
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
