@@ -8,8 +8,8 @@ region, and the experimental map is sampled trilinearly at those points moved by
 at the map's own spacing see trilinear interpolation's smoothing change with every sub-voxel shift,
 which makes the score ripple on coarse maps (EMD-8249, 5.28 Å voxels: 6 of 10 perturbed starts
 reached the score's own optimum within 1.5 Å, 9 with half-voxel points; the final stage costs about
-4x more on the shared pairs, 0.2-0.6 s -> 0.3-3.5 s per fit). Each rigid group (the whole model or one chain)
-has its own pose (:class:`cryomaps.fit.pose.RigidPose`); L-BFGS maximises the score.
+4x more on the shared pairs, 0.2-0.6 s -> 0.3-3.5 s per fit). Each rigid group (the whole model
+or one chain) has its own pose (:class:`cryomaps.fit.pose.RigidPose`); L-BFGS maximises the score.
 
 Coarse to fine: stage resolutions run from ``max(2R, 10 Å)`` down to R (three geometric steps);
 at a stage of resolution r > R, the template is rendered at r and the experimental map blurred by
