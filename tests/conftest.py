@@ -10,6 +10,7 @@ import pytest
 
 from cryomaps.data.manifest import read_manifest
 from cryomaps.data_root import ENV_VAR, find_data_root
+from cryomaps.models.weights import bundled_weights_path, load_network
 
 EXAMPLE_MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
 
@@ -48,3 +49,15 @@ def small_model(structures_dir):
 def example_entries(data_root):
     """The eight shared pairs of ``data_manifests/example_pairs.csv``, paths in the data root."""
     return read_manifest(EXAMPLE_MANIFEST, data_root=data_root)
+
+
+@pytest.fixture(scope="session")
+def bundled_generator():
+    """The bundled struc2map generator and its metadata (loaded once)."""
+    return load_network(bundled_weights_path("generator"), "generator")
+
+
+@pytest.fixture(scope="session")
+def bundled_cryores():
+    """The bundled CryoRes network and its metadata (loaded once)."""
+    return load_network(bundled_weights_path("cryores"), "cryores")

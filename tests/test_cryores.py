@@ -205,19 +205,13 @@ def test_single_map_locres_with_the_bundled_network(tmp_path, capsys):
     assert time.perf_counter() - started < 60
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    """The bundled CryoRes network and its metadata, loaded once for the tests that use it."""
-    return load_network(bundled_weights_path("cryores"), "cryores")
-
-
-def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half(bundled):
+def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half(bundled_cryores):
     """Oracle: the synthetic truth. The network sees only the average of the half maps."""
     from cryomaps.inference.locres_network import predict_local_resolution
 
     bundle = helix_bundle(n_x=6, n_y=2, n_residues=30)
     pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords, 3.0, 6.0), finest_b_factor=120.0, seed=5)
-    estimate = predict_local_resolution(pair.full, bundled.network, bundled.metadata, device="cpu").estimate.data
+    estimate = predict_local_resolution(pair.full, bundled_cryores.network, bundled_cryores.metadata, device="cpu").estimate.data
     truth, inside = pair.true_locres.data, pair.mask.data > 0.5
     fine, coarse = inside & (truth < 4.5), inside & (truth > 4.5)
     assert 2.5 < np.median(estimate[fine]) < 4.0
@@ -227,21 +221,21 @@ def test_bundled_network_tells_a_3_angstrom_half_from_a_6_angstrom_half(bundled)
     assert network_rmse < 0.6 * trivial_rmse
 
 
-def test_estimates_stay_at_or_above_the_nyquist_limit_of_a_coarsely_sampled_map(bundled):
+def test_estimates_stay_at_or_above_the_nyquist_limit_of_a_coarsely_sampled_map(bundled_cryores):
     """A map at 2.4 Å voxels (coarser than any training map) holds nothing finer than 4.8 Å; the truth says so too.
-    (Without the floor the bundled network reports about 2.8 Å on three quarters of this map.)"""
+    (Without the floor the bundled_cryores network reports about 2.8 Å on three quarters of this map.)"""
     from cryomaps.inference.locres_network import predict_local_resolution
 
     bundle = helix_bundle(n_x=4, n_y=2, n_residues=20)
     pair = synthesize_half_maps(bundle, two_region_resolution(bundle.coords, 3.0, 6.0), voxel_size=2.4, finest_b_factor=120.0, seed=5)
-    estimate = predict_local_resolution(pair.full, bundled.network, bundled.metadata, device="cpu").estimate.data
+    estimate = predict_local_resolution(pair.full, bundled_cryores.network, bundled_cryores.metadata, device="cpu").estimate.data
     inside = pair.mask.data > 0.5
     assert estimate[inside].min() >= 4.8 - 1e-5
     truth_median = np.median(pair.true_locres.data[inside])
     assert abs(np.median(estimate[inside]) - truth_median) < 0.15 * truth_median
 
 
-def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separately(bundled):
+def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separately(bundled_cryores):
     """Flip averaging inverts the prepared tensor. On this map preparation commutes with the inversion
     (1 Å voxels: no resampling; the crop is the whole 28 x 28 x 24 box, a multiple of the stride: no
     padding), so the oracle is the inverted map predicted on its own and flipped back."""
@@ -249,13 +243,13 @@ def test_flip_average_is_the_mean_of_the_map_and_its_inversion_predicted_separat
 
     density = blob_map(1.0, shape=(28, 28, 24), origin=(-5.0, 1.0, 5.0))  # blob at the box centre
     inverted = DensityMap(np.flip(density.data).copy(), density.voxel_size, density.origin)
-    preparation = InputPreparation.from_metadata(bundled.metadata)
-    prepared = prepare_map(density, preparation, bundled.network.stride).volume
+    preparation = InputPreparation.from_metadata(bundled_cryores.metadata)
+    prepared = prepare_map(density, preparation, bundled_cryores.network.stride).volume
     assert prepared.shape == density.data.shape
-    np.testing.assert_array_equal(prepare_map(inverted, preparation, bundled.network.stride).volume, np.flip(prepared))
+    np.testing.assert_array_equal(prepare_map(inverted, preparation, bundled_cryores.network.stride).volume, np.flip(prepared))
 
     def estimate(map_: DensityMap, flip_average: bool) -> np.ndarray:
-        result = predict_local_resolution(map_, bundled.network, bundled.metadata, flip_average=flip_average, device="cpu")
+        result = predict_local_resolution(map_, bundled_cryores.network, bundled_cryores.metadata, flip_average=flip_average, device="cpu")
         return result.estimate.data
 
     expected = (estimate(density, False) + np.flip(estimate(inverted, False))) / 2

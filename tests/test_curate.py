@@ -29,11 +29,6 @@ MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pai
 
 
 @pytest.fixture(scope="module")
-def example_entries(data_root):
-    return read_manifest(MANIFEST, data_root=data_root)
-
-
-@pytest.fixture(scope="module")
 def curated_examples(example_entries, tmp_path_factory):
     """The eight shared pairs curated with the defaults: (output folder, results, seconds)."""
     out = tmp_path_factory.mktemp("curated")

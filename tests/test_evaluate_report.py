@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,13 +22,12 @@ SPIKE, STRUDEL = "EMD-21457_spike_NTD_segment", "strudel_6272_segment"  # 3.2 Å
 METHODS = ("generator", "molmap_2A", "molmap_reported", "peng")
 PUBLISHED_METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EXAMPLE_MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
 
 
 @pytest.fixture(scope="module")
-def manifest(data_root, tmp_path_factory):
+def manifest(example_entries, tmp_path_factory):
     """A manifest of the two small pairs, paths absolute."""
-    entries = read_manifest(EXAMPLE_MANIFEST, data_root=data_root)
+    entries = example_entries
     path = tmp_path_factory.mktemp("manifest") / "two_pairs.csv"
     write_manifest([entry for entry in entries if entry.label in (SPIKE, STRUDEL)], path)
     return path

@@ -1,4 +1,4 @@
-"""`cryomaps generate` with the bundled generator: geometry, no seams, clear errors."""
+"""`cryomaps generate` with the bundled_generator generator: geometry, no seams, clear errors."""
 
 from __future__ import annotations
 
@@ -14,23 +14,18 @@ from cryomaps.errors import InputError
 from cryomaps.inference.generate import TilingOptions, generate_map
 from cryomaps.inference.tiling import seam_ratio, tile_boundary_planes
 from cryomaps.io import read_map, read_structure
-from cryomaps.models.weights import bundled_weights_path, generator_input_config, load_network
+from cryomaps.models.weights import bundled_weights_path, generator_input_config
 from cryomaps.render import DensityModelConfig
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    return load_network(bundled_weights_path("generator"), "generator")
-
-
-def test_bundled_weights_are_small_plain_and_carry_their_input_recipe(bundled):
+def test_bundled_weights_are_small_plain_and_carry_their_input_recipe(bundled_generator):
     assert bundled_weights_path("generator").stat().st_size < 3_000_000
     content = torch.load(bundled_weights_path("generator"), weights_only=True)
     assert set(content) == {"format", "kind", "hyperparameters", "metadata", "state_dict"}
-    assert bundled.metadata["input"] == {"model": "molmap", "resolution": 2.0, "sampling": "point"}
-    assert bundled.metadata["voxel_size"] == 1.0
-    recipe = generator_input_config(bundled.metadata)
-    assert recipe == DensityModelConfig(model="molmap", resolution=2.0) and recipe.to_dict() == bundled.metadata["input"]
+    assert bundled_generator.metadata["input"] == {"model": "molmap", "resolution": 2.0, "sampling": "point"}
+    assert bundled_generator.metadata["voxel_size"] == 1.0
+    recipe = generator_input_config(bundled_generator.metadata)
+    assert recipe == DensityModelConfig(model="molmap", resolution=2.0) and recipe.to_dict() == bundled_generator.metadata["input"]
 
 
 def test_bad_input_recipe_in_weights_metadata_is_one_line_naming_the_option():
@@ -39,11 +34,11 @@ def test_bad_input_recipe_in_weights_metadata_is_one_line_naming_the_option():
     assert "input.sampling=cubic" in str(raised.value) and "\n" not in str(raised.value)
 
 
-def test_blended_tiles_leave_no_seams_on_a_generated_map(structures_dir, bundled):
+def test_blended_tiles_leave_no_seams_on_a_generated_map(small_model, bundled_generator):
     """Mean |Δ| across tile faces within 1.2x of elsewhere, inside the molecule (the issue's check)."""
-    structure = read_structure(structures_dir / "2va0A_99res.pdb.gz", remove_waters=True, remove_hydrogens=True)
+    structure = read_structure(small_model, remove_waters=True, remove_hydrogens=True)
     tiling = TilingOptions(tile_size=32, overlap=16, mode="blend")
-    generated = generate_map(structure, bundled.network, bundled.metadata, padding=8.0, tiling=tiling)
+    generated = generate_map(structure, bundled_generator.network, bundled_generator.metadata, padding=8.0, tiling=tiling)
     volume = torch.from_numpy(generated.data)
     molecule = volume > 0.1 * volume.max()
     planes = tile_boundary_planes(min(volume.shape), tiling.tile_size, tiling.overlap, "blend")

@@ -12,7 +12,6 @@ from cryomaps.data.locres_input import InputPreparation, prepare_map
 from cryomaps.inference import locres_network
 from cryomaps.inference.tiling import tile_starts
 from cryomaps.io import DensityMap, Grid
-from cryomaps.models.weights import bundled_weights_path, load_network
 
 
 class CountingNetwork(torch.nn.Module):
@@ -29,11 +28,6 @@ class CountingNetwork(torch.nn.Module):
         return self.network(tiles)
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    return load_network(bundled_weights_path("cryores"), "cryores")
-
-
 def blob_map(shape=(44, 38, 30)) -> DensityMap:
     """A Gaussian blob (σ 3 Å) plus an offset of 2 on a 1.1 Å grid."""
     grid = Grid(shape, 1.1, (0.0, 0.0, 0.0))
@@ -48,20 +42,20 @@ def tile_count(shape, tile_size: int, overlap: int) -> int:
 
 
 @pytest.mark.parametrize("flip_average, passes", [(False, 1), (True, 2)])
-def test_the_network_runs_once_per_tile_per_pass(bundled, flip_average, passes):
+def test_the_network_runs_once_per_tile_per_pass(bundled_cryores, flip_average, passes):
     density = blob_map()
-    preparation = InputPreparation.from_metadata(bundled.metadata)
-    shape = prepare_map(density, preparation, bundled.network.stride).volume.shape
+    preparation = InputPreparation.from_metadata(bundled_cryores.metadata)
+    shape = prepare_map(density, preparation, bundled_cryores.network.stride).volume.shape
     tiles = tile_count(shape, preparation.tile_size, preparation.tile_size // 2)
-    network = CountingNetwork(bundled.network)
+    network = CountingNetwork(bundled_cryores.network)
     batch_size = 3
-    locres_network.predict_local_resolution(density, network, bundled.metadata, flip_average=flip_average,
+    locres_network.predict_local_resolution(density, network, bundled_cryores.metadata, flip_average=flip_average,
                                             batch_size=batch_size, device="cpu")
     assert sum(network.batch_sizes) == passes * tiles
     assert len(network.batch_sizes) == passes * math.ceil(tiles / batch_size)
 
 
-def test_flip_averaging_prepares_the_map_once(bundled, monkeypatch):
+def test_flip_averaging_prepares_the_map_once(bundled_cryores, monkeypatch):
     prepared_maps = []
 
     def counting_prepare_map(*args, **kwargs):
@@ -70,5 +64,5 @@ def test_flip_averaging_prepares_the_map_once(bundled, monkeypatch):
 
     monkeypatch.setattr(locres_network, "prepare_map", counting_prepare_map)
     density = blob_map()
-    locres_network.predict_local_resolution(density, bundled.network, bundled.metadata, flip_average=True, device="cpu")
+    locres_network.predict_local_resolution(density, bundled_cryores.network, bundled_cryores.metadata, flip_average=True, device="cpu")
     assert prepared_maps == [density]
