@@ -15,7 +15,7 @@ import csv
 import re
 from pathlib import Path
 
-from cryomaps.data.fetch import sha256_of
+from cryomaps.data.manifest import sha256_of
 from cryomaps.data.manifest import ManifestEntry, default_data_root, write_manifest
 
 MANIFEST_DIR = Path(__file__).resolve().parents[1] / "data_manifests"
