@@ -124,7 +124,8 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     import torch
 
-    from cryomaps.models.weights import bundled_weights_path, load_network
+    from cryomaps.io.weights import bundled_weights_path
+    from cryomaps.models.weights import load_network
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", default=str(bundled_weights_path("cryores")))

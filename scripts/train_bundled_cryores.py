@@ -31,7 +31,7 @@ import argparse
 from pathlib import Path
 from typing import NamedTuple
 
-from cryomaps.models.weights import BUNDLED_WEIGHTS
+from cryomaps.io.weights import BUNDLED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["cryores"]  # the tracked file, also when not installed editable

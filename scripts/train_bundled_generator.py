@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cryomaps.models.weights import BUNDLED_WEIGHTS
+from cryomaps.io.weights import BUNDLED_WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["generator"]  # the tracked file, also when not installed editable

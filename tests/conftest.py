@@ -10,7 +10,8 @@ import pytest
 
 from cryomaps.data.manifest import read_manifest
 from cryomaps.data_root import ENV_VAR, find_data_root
-from cryomaps.models.weights import bundled_weights_path, load_network
+from cryomaps.io.weights import bundled_weights_path
+from cryomaps.models.weights import load_network
 
 EXAMPLE_MANIFEST = Path(__file__).resolve().parents[1] / "data_manifests" / "example_pairs.csv"
 

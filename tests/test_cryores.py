@@ -18,7 +18,8 @@ from cryomaps.data.locres_input import (
     threshold_box,
 )
 from cryomaps.io import DensityMap, Grid, read_map, resample_map, sample_map, write_map
-from cryomaps.models.weights import bundled_weights_path, load_network
+from cryomaps.io.weights import bundled_weights_path
+from cryomaps.models.weights import load_network
 from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
 
 TINY = [

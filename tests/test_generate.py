@@ -14,7 +14,8 @@ from cryomaps.errors import InputError
 from cryomaps.inference.generate import TilingOptions, generate_map
 from cryomaps.inference.tiling import seam_ratio, tile_boundary_planes
 from cryomaps.io import read_map, read_structure
-from cryomaps.models.weights import bundled_weights_path, generator_input_config
+from cryomaps.io.weights import bundled_weights_path
+from cryomaps.models.weights import generator_input_config
 from cryomaps.render import DensityModelConfig
 
 

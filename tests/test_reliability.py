@@ -84,7 +84,7 @@ def _write_raw_map(path: Path, data: np.ndarray, mode: int | None = None) -> Pat
 
 
 def _bad_weights(folder: Path) -> dict[str, Path]:
-    from cryomaps.models.weights import WEIGHTS_FORMAT, bundled_weights_path
+    from cryomaps.io.weights import WEIGHTS_FORMAT, bundled_weights_path
 
     paths = {name: folder / f"{name}.pt" for name in ("bare_tensor", "no_hyperparameters", "empty")}
     torch.save(torch.zeros(3), paths["bare_tensor"])

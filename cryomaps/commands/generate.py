@@ -35,7 +35,8 @@ def run(args) -> int:
 
     from cryomaps.inference.generate import TilingOptions, assumed_resolution
     from cryomaps.io import read_map, read_structure, write_map
-    from cryomaps.models.weights import bundled_weights_path, load_network
+    from cryomaps.io.weights import bundled_weights_path
+    from cryomaps.models.weights import load_network
     from cryomaps.workflows.generation import UNCONDITIONED_OUTPUT_RESOLUTION, generate_at_resolution, is_conditioned
 
     started = time.perf_counter()

@@ -106,7 +106,8 @@ def run_single_map(args) -> int:
     options.check_map_informative(density, args.map, minimum_edge=MINIMUM_EDGE)
 
     from cryomaps.inference.locres_network import predict_local_resolution
-    from cryomaps.models.weights import bundled_weights_path, load_network
+    from cryomaps.io.weights import bundled_weights_path
+    from cryomaps.models.weights import load_network
 
     weights = args.ckpt or bundled_weights_path("cryores")
     if args.ckpt is None and not weights.is_file():

@@ -5,7 +5,7 @@ Layout of a run folder (``run_dir``)::
     config.yaml              the resolved configuration
     checkpoints/last.ckpt    the latest checkpoint (every ``checkpoint.every_n_train_steps``)
     logs/                    CSV logs (metrics.csv) and validation images, or W&B offline files
-    <network>.pt             the trained network as a weights file (see cryomaps.models.weights)
+    <network>.pt             the trained network as a weights file (see cryomaps.io.weights)
 
 Resuming (``resume=true`` or ``ckpt_path=...``) restores weights, optimisers, schedulers and the
 loop state. Fine-tuning (:func:`run_finetuning`) loads network weights only, can freeze

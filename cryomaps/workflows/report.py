@@ -48,7 +48,8 @@ from cryomaps.errors import CryomapsError, InputError
 from cryomaps.inference.generate import TilingOptions
 from cryomaps.io import DensityMap, Structure, read_map, read_structure
 from cryomaps.io.atomic import write_csv_atomically
-from cryomaps.models.weights import LoadedNetwork, bundled_weights_path, load_network
+from cryomaps.io.weights import bundled_weights_path
+from cryomaps.models.weights import LoadedNetwork, load_network
 from cryomaps.metrics.evaluation import evaluate_maps
 from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_metric_boxplots
 from cryomaps.metrics.fsc import fourier_shell_correlation
