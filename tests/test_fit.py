@@ -55,18 +55,22 @@ def test_local_fit_never_ends_below_its_starting_score(proteasome):
     assert score_model(structure, density_map, options, coords=fit.coords) == pytest.approx(fit.score_after, abs=5e-3)
 
 
-def test_global_search_finds_a_model_placed_anywhere(proteasome):
+@pytest.mark.parametrize("seed, rotations, box_fraction, n_candidates", [(3, 500, (0.2, 0.8), 12), (99, 1000, (0.25, 0.75), 30)])
+def test_global_search_finds_a_model_placed_anywhere(proteasome, seed, rotations, box_fraction, n_candidates):
+    """The second case is bench_fit's placement. With the map's blur padding its non-zero background
+    by zeros it ended 19 Å away; with 4 refined candidates instead of 8 the first case did."""
     structure, density_map = proteasome
-    rng = np.random.default_rng(3)
-    rotation = uniform_rotations(500)[rng.integers(500)].numpy()
-    position = density_map.origin + rng.uniform(0.2, 0.8, 3) * density_map.grid.extent
+    rng = np.random.default_rng(seed)
+    rotation = uniform_rotations(rotations)[rng.integers(rotations)].numpy()
+    position = density_map.origin + rng.uniform(*box_fraction, 3) * density_map.grid.extent
     lost = moved_copy(structure, coords=(structure.coords - structure.coords.mean(axis=0)) @ rotation.T + position)
     assert rmsd(lost.coords, structure.coords) > 5
-    result = fit_global(lost, density_map, FitOptions(resolution=PROTEASOME_RESOLUTION), SearchOptions(n_solutions=2, n_candidates=12))
+    search = SearchOptions(n_solutions=2, n_candidates=n_candidates)
+    result = fit_global(lost, density_map, FitOptions(resolution=PROTEASOME_RESOLUTION), search)
     best = result.solutions[0]
     assert rmsd(best.fit.coords, structure.coords) < 2.0
-    assert best.fit.score_after > result.solutions[1].fit.score_after
-    assert best.z_score > 1.5
+    assert best.fit.score_after > 2 * result.solutions[1].fit.score_after
+    assert best.z_score > 1.0
     fit = best.fit
     np.testing.assert_allclose(lost.coords @ fit.rotations[0].T + fit.translations[0], fit.coords, atol=1e-6)
 

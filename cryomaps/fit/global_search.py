@@ -62,7 +62,7 @@ class SearchOptions:
     step_degrees: float | None = None
     n_solutions: int = 1
     n_candidates: int = 30
-    n_refined: int = 4
+    n_refined: int = 8
     batch_size: int = 8
     device: str | None = None
     progress: bool = False
@@ -155,7 +155,7 @@ class _Scan:
         coarse_shape = np.maximum(np.ceil(density_map.grid.extent / voxel).astype(int), 1)
         self.map_grid = Grid(tuple(coarse_shape), voxel, density_map.origin)
         experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
-        smoothed = gaussian_low_pass(experimental, density_map.voxel_size, degradation_sigma(options.resolution, self.resolution))
+        smoothed = gaussian_low_pass(experimental - experimental.mean(), density_map.voxel_size, degradation_sigma(options.resolution, self.resolution))
         coarse = resample_map(DensityMap(smoothed.numpy(), density_map.voxel_size, density_map.origin), self.map_grid).data
         coarse = (coarse - coarse.mean()) / (coarse.std() or 1.0)
         self.padded_shape = tuple(fft_size(int(m + t - 1)) for m, t in zip(coarse_shape, self.template_grid.shape))

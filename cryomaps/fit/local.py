@@ -185,7 +185,7 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
         fine = voxel / TEMPLATE_OVERSAMPLING
         spacing = fine if stage_resolution <= options.resolution else max(fine, stage_resolution / 4)
         template = Template(tensors, groups, len(names), spacing, config, options.threshold)
-        stage_map = gaussian_low_pass(experimental, grid.voxel_size, degradation_sigma(options.resolution, stage_resolution))
+        stage_map = gaussian_low_pass(experimental - experimental.mean(), grid.voxel_size, degradation_sigma(options.resolution, stage_resolution))
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
 
     with torch.no_grad():
