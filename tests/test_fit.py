@@ -55,7 +55,10 @@ def test_local_fit_never_ends_below_its_starting_score(proteasome):
     assert score_model(structure, density_map, options, coords=fit.coords) == pytest.approx(fit.score_after, abs=5e-3)
 
 
-@pytest.mark.parametrize("seed, rotations, box_fraction, n_candidates", [(3, 500, (0.2, 0.8), 12), (99, 1000, (0.25, 0.75), 30)])
+@pytest.mark.parametrize("seed, rotations, box_fraction, n_candidates", [
+    pytest.param(3, 500, (0.2, 0.8), 12, marks=pytest.mark.slow),
+    (99, 1000, (0.25, 0.75), 30),
+])
 def test_global_search_finds_a_model_placed_anywhere(proteasome, seed, rotations, box_fraction, n_candidates):
     """The second case is bench_fit's placement. With the map's blur padding its non-zero background
     by zeros it ended 19 Å away; with 4 refined candidates instead of 8 the first case did."""
