@@ -56,8 +56,8 @@ def test_local_fit_never_ends_below_its_starting_score(proteasome):
 
 
 @pytest.mark.parametrize("seed, rotations, box_fraction, n_candidates", [
-    pytest.param(3, 500, (0.2, 0.8), 12, marks=pytest.mark.slow),
-    (99, 1000, (0.25, 0.75), 30),
+    (3, 500, (0.2, 0.8), 12),
+    pytest.param(99, 1000, (0.25, 0.75), 30, marks=pytest.mark.slow),
 ])
 def test_global_search_finds_a_model_placed_anywhere(proteasome, seed, rotations, box_fraction, n_candidates):
     """The second case is bench_fit's placement. With the map's blur padding its non-zero background
