@@ -122,6 +122,7 @@ def test_bad_overrides_give_one_line(capsys):
     assert error.startswith("cryomaps train: error:") and "\n" not in error
 
 
+@pytest.mark.slow  # two training processes: 15 s of the default run
 def test_ddp_config_trains_on_two_cpu_processes(tmp_path, curated_dir):
     """`trainer=ddp` (Lightning DDP, gloo on CPU): two ranks train, rank 0 writes the checkpoint.
 
