@@ -95,11 +95,10 @@ def generate_map(
 
 
 def _resolution_condition(generator: torch.nn.Module, resolution: float | None) -> torch.Tensor | None:
-    conditioned = getattr(generator, "embedding", None) is not None
-    if conditioned and resolution is None:
-        raise InputError(None, "this generator is conditioned on resolution: give --resolution")
-    if not conditioned:
+    if not generator.resolution_conditioned:
         return None
+    if resolution is None:
+        raise InputError(None, "this generator is conditioned on resolution: give --resolution")
     return torch.tensor([float(resolution)])
 
 

@@ -167,6 +167,11 @@ class UNetPlusPlus3d(nn.Module):
         self.pool = nn.MaxPool3d(kernel_size=2)
         self.head = nn.Conv3d(channels[0], out_channels, kernel_size=1)
 
+    @property
+    def resolution_conditioned(self) -> bool:
+        """Whether the network takes a target resolution (FiLM conditioning on)."""
+        return self.embedding is not None
+
     def forward(self, x: torch.Tensor, resolution: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C_in, X, Y, Z) [+ resolution (B,) in Å when conditioned] → (B, C_out, X, Y, Z)."""
         check_spatial_shape(x, self.stride)

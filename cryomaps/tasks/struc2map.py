@@ -73,7 +73,7 @@ class Struc2MapTask(L.LightningModule):
 
     @property
     def conditioned(self) -> bool:
-        return self.generator.embedding is not None
+        return self.generator.resolution_conditioned
 
     def forward(self, simulated: torch.Tensor, resolution: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 1, X, Y, Z) simulated map [+ (B,) resolution in Å] → experimental-like map."""

@@ -28,7 +28,7 @@ corr. about zero on EMD-21457 at 5 and 8 Å, lower by 0.007 and 0.001)."""
 
 def is_conditioned(loaded: LoadedNetwork) -> bool:
     """Whether the generator takes a target resolution (has a resolution embedding)."""
-    return loaded.network.embedding is not None
+    return loaded.network.resolution_conditioned
 
 
 def generate_at_resolution(
