@@ -164,7 +164,7 @@ def test_target_resolution_filters_the_reference_and_evaluates_molmap_there(mani
     and fits that map better than molmap at 3.2 Å does; the pair without a resolution is skipped."""
     from cryomaps.io import DensityMap, read_map, read_structure
     from cryomaps.metrics import evaluate_maps
-    from cryomaps.workflows.generation import filtered_map
+    from cryomaps.signal import filtered_map
     from cryomaps.render import render_structure
 
     out = tmp_path / "report"
@@ -205,7 +205,7 @@ def test_an_unconditioned_generator_at_target_resolution_is_the_map_generate_wri
 
     from cryomaps.io import read_map, read_structure
     from cryomaps.metrics import evaluate_maps
-    from cryomaps.workflows.generation import filtered_map
+    from cryomaps.signal import filtered_map
 
     out = tmp_path / "report"
     status, _ = evaluate(f"manifest={manifest}", f"out={out}", "split=val", "target_resolution=8",

@@ -108,7 +108,7 @@ def test_patches_carry_the_resolution_their_target_was_filtered_to():
 def test_spectral_resolution_tracks_the_filter_on_a_real_map(shared_pairs):
     """EMD-3488 (3.2 Å) filtered to 5, 8 and 12 Å: the estimate increases with R and stays within 1.6 Å of it."""
     from cryomaps.io import read_map
-    from cryomaps.workflows.generation import filtered_map
+    from cryomaps.signal import filtered_map
     from cryomaps.signal.resolution import spectral_resolution
 
     row = next(row for row in shared_pairs if row["name"] == "EMD-3488_hemoglobin")

@@ -71,9 +71,10 @@ def run(args) -> int:
         options.check_map_informative(half, path, minimum_edge=MINIMUM_EDGE)
     check_window(args, half1)
     mask = read_map(args.mask) if args.mask else None
+    background = background_value(args)
     locres = local_resolution(
         half1, half2, mask, window=args.window, step=args.step, soft_edge=args.soft_edge, shape=args.shape,
-        threshold=args.threshold, background=background_value(args), device=args.device,
+        threshold=args.threshold, background=background, device=args.device,
     )
     write_map(args.output, locres, label="cryomaps locres: local FSC resolution (A)")
     inside = None if mask is None else mask_on_grid(mask, half1.grid)
@@ -84,7 +85,7 @@ def run(args) -> int:
         f"min {stats['min']:.2f} Å, max {stats['max']:.2f} Å ({time.perf_counter() - start:.1f} s)"
     )
     if args.png:
-        save_slices(args.png, (half1.data + half2.data) / 2, locres, locres.data < background_value(args))
+        save_slices(args.png, (half1.data + half2.data) / 2, locres, locres.data < background)
     return 0
 
 
@@ -141,9 +142,10 @@ MINIMUM_EDGE = 8
 def check_window(args, half_map) -> None:
     """Refuse a window wider than the half maps' box or too narrow to hold two voxels."""
     from cryomaps.errors import InputError
+    from cryomaps.io.grid import nyquist_resolution
 
     extent = float(min(half_map.grid.extent))
-    finest = 2.0 * float(max(half_map.voxel_size))
+    finest = nyquist_resolution(half_map.voxel_size)
     if not finest <= args.window <= extent:
         raise InputError(None, f"--window must lie between 2 voxels ({finest:g} Å) and the map's smallest "
                          f"edge ({extent:g} Å), got {args.window:g} Å")

@@ -250,10 +250,11 @@ def check_resolution_sampled(resolution: float | None, resolution_mode: str, gri
     internal sampling (and memory: about 21 GB for d = 0.1 Å on a 2 Å grid) grows without bound.
     """
     from cryomaps.errors import InputError
+    from cryomaps.io.grid import nyquist_resolution
 
     if resolution_mode != "finite" or resolution is None:
         return
-    nyquist = 2.0 * float(max(grid.voxel_size))
+    nyquist = nyquist_resolution(grid.voxel_size)
     if resolution < nyquist:
         raise InputError(None, f"--resolution {resolution:g} Å is finer than the grid's Nyquist limit {nyquist:g} Å "
                          "(2 x voxel size): finite-resolution images need a coarser resolution or smaller voxels")

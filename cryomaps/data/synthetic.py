@@ -58,6 +58,7 @@ from cryomaps.data.locres_input import InputPreparation, prepare_training_volume
 from cryomaps.data_root import ENV_VAR, find_data_root
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid, Structure, read_structure, write_map
+from cryomaps.io.grid import nyquist_resolution
 from cryomaps.io.atomic import write_text_atomically
 from cryomaps.io.example import ideal_helix_backbone, write_example_peptide
 from cryomaps.metrics.masks import atom_mask
@@ -247,7 +248,7 @@ def expected_fsc_table(
         power = torch.fft.rfftn(autocorrelation * row[voxel_to_unique]).real[::2, ::2, ::2]
         signal.append((power.reshape(-1) @ per_voxel).numpy())
     noise = float((weights**2).sum()) * per_voxel.sum(dim=0).numpy()
-    finest = locres.nyquist_resolution(geometry.voxel_size)
+    finest = nyquist_resolution(geometry.voxel_size)
     return ExpectedFsc(np.array(signal), noise, shells.frequency, finest, max(window, finest), threshold)
 
 

@@ -39,7 +39,7 @@ from cryomaps.io.grid import Grid
 from cryomaps.io.maps import DensityMap, resample_map
 from cryomaps.render.finite_resolution import fft_size
 from cryomaps.render.gaussian_torch import single_intra_op_thread
-from cryomaps.signal import degradation_sigma, gaussian_low_pass
+from cryomaps.signal import low_pass_to_resolution
 
 SEARCH_RESOLUTION_FLOOR_A = 8.0
 STEP_RANGE_DEGREES = (6.0, 30.0)
@@ -155,7 +155,7 @@ class _Scan:
         coarse_shape = np.maximum(np.ceil(density_map.grid.extent / voxel).astype(int), 1)
         self.map_grid = Grid(tuple(coarse_shape), voxel, density_map.origin)
         experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
-        smoothed = gaussian_low_pass(experimental - experimental.mean(), density_map.voxel_size, degradation_sigma(options.resolution, self.resolution))
+        smoothed = low_pass_to_resolution(experimental - experimental.mean(), density_map.voxel_size, options.resolution, self.resolution)
         coarse = resample_map(DensityMap(smoothed.numpy(), density_map.voxel_size, density_map.origin), self.map_grid).data
         coarse = (coarse - coarse.mean()) / (coarse.std() or 1.0)
         self.padded_shape = tuple(fft_size(int(m + t - 1)) for m, t in zip(coarse_shape, self.template_grid.shape))

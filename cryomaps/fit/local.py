@@ -31,7 +31,7 @@ from cryomaps.fit.score import model_map, pearson, sample
 from cryomaps.io.grid import Grid
 from cryomaps.render import DensityModelConfig
 from cryomaps.render.gaussian_torch import single_intra_op_thread
-from cryomaps.signal import degradation_sigma, gaussian_low_pass
+from cryomaps.signal import low_pass_to_resolution
 
 RIGID_BODY_MODES = ("model", "chain")
 TEMPLATE_OVERSAMPLING = 2  # template points per map voxel along each axis at the final resolution
@@ -179,13 +179,14 @@ def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | 
     grid = density_map.grid
     voxel = float(np.min(grid.voxel_size))
 
+    deviation = experimental - experimental.mean()  # blurred as its deviation from the mean: no edge at the box
     stage_scores = []
     for stage_resolution in options.stage_resolutions():
         config = options.density_config(stage_resolution)
         fine = voxel / TEMPLATE_OVERSAMPLING
         spacing = fine if stage_resolution <= options.resolution else max(fine, stage_resolution / 4)
         template = Template(tensors, groups, len(names), spacing, config, options.threshold)
-        stage_map = gaussian_low_pass(experimental - experimental.mean(), grid.voxel_size, degradation_sigma(options.resolution, stage_resolution))
+        stage_map = low_pass_to_resolution(deviation, grid.voxel_size, options.resolution, stage_resolution)
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
 
     with torch.no_grad():

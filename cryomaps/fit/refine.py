@@ -106,6 +106,11 @@ class RefineOptions:
     def mask_radius_A(self) -> float:
         return self.mask_radius if self.mask_radius is not None else max(2.5, 0.75 * self.resolution)
 
+    @property
+    def moves_atoms(self) -> bool:
+        """Whether a mode changes coordinates (rigid or xyz)."""
+        return bool({"rigid", "xyz"} & set(self.modes))
+
     def ordered_modes(self) -> list:
         return [mode for mode in REFINE_MODES if mode in self.modes]
 
@@ -133,7 +138,7 @@ class _Target:
         self.options = options
         # the box only has to hold the mask (atoms outside it still add density to the voxels inside),
         # plus room for the atoms to move when coordinates are refined
-        moving = options.resolution if {"rigid", "xyz"} & set(options.modes) else 0.0
+        moving = options.resolution if options.moves_atoms else 0.0
         margin = options.mask_radius_A + float(np.max(density_map.voxel_size)) + moving
         slices, self.grid = box_around(structure.coords, density_map.grid, margin)
         self.map = torch.as_tensor(density_map.data[slices], dtype=torch.float64)
@@ -190,9 +195,8 @@ def refine(structure, density_map, options: RefineOptions, progress=None) -> Ref
     geometry = _geometry(structure, options) if "xyz" in options.modes else None
     steps = {"rigid": _RigidStep, "xyz": _CoordinateStep, "adp": _AdpStep, "occupancy": _OccupancyStep}
     cycles = []
-    moves_atoms = bool({"rigid", "xyz"} & set(options.modes))
     for cycle in range(1, options.cycles + 1):
-        if cycle > 1 and moves_atoms:
+        if cycle > 1 and options.moves_atoms:
             target.set_mask(state["coords"].numpy())
         entry = {"cycle": cycle}
         for mode in options.ordered_modes():
@@ -210,7 +214,7 @@ def refine(structure, density_map, options: RefineOptions, progress=None) -> Ref
         if not torch.isfinite(values).all():
             raise CryomapsError(f"refinement diverged: non-finite {name} (try fewer modes or a smaller --xyz-weight)")
     correlation_after = cycles[-1]["correlation"]
-    if moves_atoms:
+    if options.moves_atoms:
         target.set_mask(structure.coords)  # the starting model's mask, as for correlation_before
         correlation_after = target.correlation(state["coords"], state["b"], state["occ"])
     return RefineResult(

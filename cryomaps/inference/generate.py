@@ -18,6 +18,7 @@ from cryomaps.devices import resolve_device
 from cryomaps.errors import InputError
 from cryomaps.inference.tiling import predict_tiled
 from cryomaps.io import DensityMap, Grid, Structure, resample_map
+from cryomaps.io.grid import nyquist_resolution
 from cryomaps.models.weights import generator_input_config
 from cryomaps.render import network_input, render_structure_array
 from cryomaps.signal.resolution import ResolutionEstimateError, spectral_resolution
@@ -115,7 +116,7 @@ def assumed_resolution(structure: Structure, like: DensityMap | None) -> tuple[f
     """
     if like is None:
         return DEFAULT_RESOLUTION, "the default; give --resolution to choose"
-    sharp = 2.0 * float(like.voxel_size.max())
+    sharp = nyquist_resolution(like.voxel_size)
     model = render_structure_array(structure, like.grid, model="molmap", resolution=sharp)
     try:
         estimate = spectral_resolution(like.data, model, like.voxel_size, sharp)

@@ -52,7 +52,8 @@ from cryomaps.data.locres_input import InputPreparation, prepare_map
 from cryomaps.devices import resolve_device
 from cryomaps.inference.tiling import predict_tiled_channels
 from cryomaps.io import DensityMap, resample_map
-from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION, nyquist_resolution
+from cryomaps.io.grid import nyquist_resolution
+from cryomaps.signal.local_fsc import BACKGROUND_RESOLUTION
 
 
 # ---------------------------------------------------------------------------------------------

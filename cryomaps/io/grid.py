@@ -21,6 +21,11 @@ import numpy as np
 
 from cryomaps.errors import InputError
 
+
+def nyquist_resolution(voxel_size) -> float:
+    """Finest resolution (Å) a map of ``voxel_size`` (Å, scalar or per axis) can hold: twice its coarsest voxel edge."""
+    return 2.0 * float(np.max(voxel_size))
+
 MAX_VOXELS = 2_000_000_000
 """Largest grid :meth:`Grid.around` builds (8 GB as float32); beyond it the options are surely wrong."""
 

@@ -49,6 +49,7 @@ import torch
 from cryomaps.devices import resolve_device
 from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
+from cryomaps.io.grid import nyquist_resolution
 from cryomaps.render.finite_resolution import fft_size
 from cryomaps.signal.fourier_shells import correlation_from_sums, crossing_resolution, fourier_shells, shell_matrix
 from cryomaps.signal.windows import raised_cosine
@@ -96,11 +97,6 @@ class WindowGeometry:
     @property
     def centre(self) -> tuple[int, int, int]:
         return tuple(n // 2 for n in self.box)
-
-
-def nyquist_resolution(voxel_size) -> float:
-    """Finest resolution (Å) a map of ``voxel_size`` (Å, scalar or per axis) can hold: twice its coarsest voxel edge."""
-    return 2.0 * float(np.max(voxel_size))
 
 
 def window_geometry(

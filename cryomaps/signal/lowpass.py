@@ -23,6 +23,7 @@ import math
 import numpy as np
 import torch
 
+from cryomaps.io import DensityMap
 from cryomaps.render import MOLMAP_SIGMA_FACTOR
 
 PADDING_SIGMAS = 4.0
@@ -80,3 +81,11 @@ def _gaussian_transfer(shape, spacing: np.ndarray, sigma: float, dtype: torch.dt
 def low_pass_to_resolution(volume, voxel_size, native_resolution: float, target_resolution: float) -> torch.Tensor:
     """``volume`` (x, y, z) at ``native_resolution`` blurred to ``target_resolution`` (Å): see the module docstring."""
     return gaussian_low_pass(volume, voxel_size, degradation_sigma(native_resolution, target_resolution))
+
+
+def filtered_map(density_map: DensityMap, native_resolution: float, target_resolution: float) -> DensityMap:
+    """``density_map`` low-pass filtered from ``native_resolution`` to ``target_resolution`` (Å), float32."""
+    data = low_pass_to_resolution(
+        density_map.data.astype(np.float64), density_map.voxel_size, native_resolution, target_resolution
+    )
+    return DensityMap(data.numpy().astype(np.float32), density_map.voxel_size, density_map.origin)

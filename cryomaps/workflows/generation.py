@@ -11,12 +11,10 @@ and of the evaluation report's ``generator`` method (:mod:`cryomaps.workflows.re
 
 from __future__ import annotations
 
-import numpy as np
-
 from cryomaps.inference.generate import TilingOptions, generate_map
 from cryomaps.io import DensityMap, Structure
 from cryomaps.models.weights import LoadedNetwork
-from cryomaps.signal import low_pass_to_resolution
+from cryomaps.signal import filtered_map
 
 UNCONDITIONED_OUTPUT_RESOLUTION = 3.2
 """Å: the resolution an unconditioned generator's output is taken to have. The bundled generator's
@@ -54,11 +52,3 @@ def generate_at_resolution(
     if is_conditioned(loaded) or resolution is None or resolution <= UNCONDITIONED_OUTPUT_RESOLUTION:
         return generated
     return filtered_map(generated, UNCONDITIONED_OUTPUT_RESOLUTION, resolution)
-
-
-def filtered_map(density_map: DensityMap, native_resolution: float, target_resolution: float) -> DensityMap:
-    """``density_map`` low-pass filtered from ``native_resolution`` to ``target_resolution`` (Å), float32."""
-    data = low_pass_to_resolution(
-        density_map.data.astype(np.float64), density_map.voxel_size, native_resolution, target_resolution
-    )
-    return DensityMap(data.numpy().astype(np.float32), density_map.voxel_size, density_map.origin)

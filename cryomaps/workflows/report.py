@@ -14,7 +14,7 @@ experimental map with the model's atoms (:data:`METRICS`). Methods (:func:`check
 - ``peng``: the Peng electron potential with the model's B-factors, point sampled.
 
 With ``target_resolution`` R (Å), every experimental map is first low-pass filtered from its
-reported resolution d₀ to R with :func:`cryomaps.workflows.generation.filtered_map` (Gaussian
+reported resolution d₀ to R with :func:`cryomaps.signal.filtered_map` (Gaussian
 σ = 0.225·√(R² − d₀²), the filter that made the coarser training targets), and the pair is then
 evaluated at R; a pair without a reported resolution, or reported coarser than R, is skipped with
 its reason.
@@ -54,7 +54,8 @@ from cryomaps.metrics.evaluation import evaluate_maps
 from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_metric_boxplots
 from cryomaps.metrics.fsc import fourier_shell_correlation
 from cryomaps.render import render_structure_array
-from cryomaps.workflows.generation import filtered_map, generate_at_resolution
+from cryomaps.signal import filtered_map
+from cryomaps.workflows.generation import generate_at_resolution
 
 METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean", "masked_corr", "fsc_0.5_A", "fsc_0.143_A")
 """The columns of :func:`cryomaps.metrics.evaluate_maps` with ``model_coords`` (resolutions in Å)."""
