@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from cryomaps.devices import resolve_device
-from cryomaps.fit.local import FitOptions, FitResult, fit_local
+from cryomaps.fit.local import FitOptions, FitResult, fit_local, fit_stages, stage_maps
 from cryomaps.fit.pose import rmsd, rotations_for_step, uniform_rotations
 from cryomaps.fit.score import model_map
 from cryomaps.io.grid import Grid
@@ -124,14 +124,15 @@ def fit_global(structure, density_map: DensityMap, options: FitOptions, search: 
                                   max(search.n_candidates, search.n_solutions), scan.resolution)
     whole = replace(options, rigid_bodies="model")
     coarse = replace(whole, stages=whole.stage_resolutions()[:1])
+    coarse_maps, whole_maps = stage_maps(density_map, coarse), stage_maps(density_map, whole)
     screened = []
     for index in chosen:  # a cheap coarse fit of every candidate, then the full fit of the best ones
         start = (coords - centre) @ rotations[index].numpy().T + centre + best_moves[index]
-        screened.append((fit_local(structure, density_map, coarse, coords=start).stage_scores[-1], index, start))
+        screened.append((fit_stages(structure, density_map, coarse, start, coarse_maps).stage_scores[-1], index, start))
     screened.sort(key=lambda item: -item[0])
     solutions = []
     for _, index, start in screened[: max(search.n_refined, search.n_solutions)]:
-        fit = _relative_to_input(fit_local(structure, density_map, whole, coords=start), coords)
+        fit = _relative_to_input(fit_local(structure, density_map, whole, coords=start, maps=whole_maps), coords)
         solutions.append(Solution(fit, float(best_scores[index]), float(z_scores[index])))
     solutions.sort(key=lambda s: -s.fit.score_after)
     solutions = _drop_duplicates(solutions, options.resolution / 2)[: search.n_solutions]

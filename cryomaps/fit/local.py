@@ -164,53 +164,79 @@ def score_model(structure, density_map, options: FitOptions, coords: np.ndarray 
     return float(score_pose(template, experimental, density_map.grid, identity, zeros, zeros))
 
 
-def fit_local(structure, density_map, options: FitOptions, coords: np.ndarray | None = None) -> FitResult:
-    """Fit ``structure`` (starting at ``coords``, default its own) rigidly into ``density_map``."""
-    started = time.perf_counter()
-    start = np.asarray(structure.coords if coords is None else coords, dtype=np.float64)
+def stage_maps(density_map, options: FitOptions) -> list[torch.Tensor]:
+    """The map (nx, ny, nz) float64 blurred to each of the options' stage resolutions, as its
+    deviation from its mean (zero padding then adds no edge at the box)."""
+    experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
+    deviation = experimental - experimental.mean()
+    return [low_pass_to_resolution(deviation, density_map.voxel_size, options.resolution, stage)
+            for stage in options.stage_resolutions()]
+
+
+@dataclass
+class _StagedFit:
+    """The pose after the coarse-to-fine stages, with the atoms and groups it moves."""
+
+    tensors: dict
+    groups: torch.Tensor
+    names: list
+    centres: torch.Tensor
+    pose: RigidPose
+    stage_scores: list
+
+
+def fit_stages(structure, density_map, options: FitOptions, start: np.ndarray, maps: list | None = None) -> _StagedFit:
+    """The coarse-to-fine L-BFGS stages of :func:`fit_local` from coordinates ``start`` (N, 3) Å,
+    on ``maps`` (:func:`stage_maps`, computed when not given); no before/after scoring."""
     tensors = structure.to_tensors(dtype=torch.float64)
-    tensors["coords"] = torch.as_tensor(start)
+    tensors["coords"] = torch.as_tensor(np.asarray(start, dtype=np.float64))
     labels, names = rigid_groups(structure, options.rigid_bodies)
     groups = torch.as_tensor(labels)
     centres = group_centres(tensors["coords"], groups, len(names))
     lever = float(torch.sqrt(((tensors["coords"] - centres[groups]) ** 2).sum(dim=1).mean()))
     pose = RigidPose(len(names), lever=max(lever, 1.0))
-    experimental = torch.as_tensor(density_map.data, dtype=torch.float64)
     grid = density_map.grid
-    voxel = float(np.min(grid.voxel_size))
-
-    deviation = experimental - experimental.mean()  # blurred as its deviation from the mean: no edge at the box
+    fine = float(np.min(grid.voxel_size)) / TEMPLATE_OVERSAMPLING
     stage_scores = []
-    for stage_resolution in options.stage_resolutions():
+    for stage_resolution, stage_map in zip(options.stage_resolutions(), maps or stage_maps(density_map, options)):
         config = options.density_config(stage_resolution)
-        fine = voxel / TEMPLATE_OVERSAMPLING
         spacing = fine if stage_resolution <= options.resolution else max(fine, stage_resolution / 4)
         template = Template(tensors, groups, len(names), spacing, config, options.threshold)
-        stage_map = low_pass_to_resolution(deviation, grid.voxel_size, options.resolution, stage_resolution)
         stage_scores.append(_maximise(pose, template, stage_map, grid, centres, options.max_iterations))
+    return _StagedFit(tensors, groups, names, centres, pose, stage_scores)
 
+
+def fit_local(
+    structure, density_map, options: FitOptions, coords: np.ndarray | None = None, maps: list | None = None
+) -> FitResult:
+    """Fit ``structure`` (starting at ``coords``, default its own) rigidly into ``density_map``
+    (``maps``: its :func:`stage_maps`, when the caller fits many starts into one map)."""
+    started = time.perf_counter()
+    start = np.asarray(structure.coords if coords is None else coords, dtype=np.float64)
+    staged = fit_stages(structure, density_map, options, start, maps)
+    pose, centres = staged.pose, staged.centres
     with torch.no_grad():
         # scores from templates rendered at the start and at the end: a template rendered in one
         # orientation and sampled after a large rotation scores lower (trilinear interpolation off
         # the map's lattice), so fits from different starts are compared on equal terms
         before = score_model(structure, density_map, options, coords=start)
-        after = score_model(structure, density_map, options, coords=pose(tensors["coords"], centres, groups).numpy())
+        after = score_model(structure, density_map, options, coords=pose(staged.tensors["coords"], centres, staged.groups).numpy())
         if not after >= before:  # never return a worse fit than the start (also catches NaN)
             torch.nn.init.zeros_(pose.rotation_parameters)
             torch.nn.init.zeros_(pose.translations)
             after = before
         rotations = pose.rotations()
-        moved = pose(tensors["coords"], centres, groups)
+        moved = pose(staged.tensors["coords"], centres, staged.groups)
         world_translations = centres + pose.translations - torch.einsum("gij,gj->gi", rotations, centres)
     return FitResult(
         coords=moved.numpy(),
         rotations=rotations.numpy(),
         translations=world_translations.numpy(),
-        group_names=names,
+        group_names=staged.names,
         score_before=before,
         score_after=after,
         seconds=time.perf_counter() - started,
-        stage_scores=stage_scores,
+        stage_scores=staged.stage_scores,
     )
 
 
