@@ -22,6 +22,7 @@ on CPU tensors through :func:`triton_kernels_on_cpu` (Triton's interpreter).
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import os
@@ -69,12 +70,21 @@ def triton_kernels_on_cpu():
         _cpu_kernels = gaussian_torch
 
 
+@functools.cache
+def _cuda_kernels() -> ModuleType:
+    """The implementation behind CUDA tensors, decided once: the Triton kernels when triton is
+    installed and imports, the torch implementation otherwise."""
+    if triton_available() and triton_kernels().AVAILABLE:
+        return triton_kernels()
+    return gaussian_torch
+
+
 def _kernels_for(dispatch_key: str) -> ModuleType:
     """The kernel module that runs the op for tensors of ``dispatch_key`` ("CPU", "CUDA" or "MPS")."""
     if dispatch_key == "CPU":
         return _cpu_kernels
-    if dispatch_key == "CUDA" and triton_available():
-        return triton_kernels()
+    if dispatch_key == "CUDA":
+        return _cuda_kernels()
     return gaussian_torch
 
 
