@@ -5,7 +5,11 @@ Spatial tensors are (B, C, X, Y, Z), indexed (x, y, z) as everywhere in cryomaps
 
 from __future__ import annotations
 
+import functools
+
 import torch
+
+from cryomaps.signal.interpolation import linear_interpolation_matrix
 
 
 def check_spatial_shape(volume: torch.Tensor, stride: int) -> None:
@@ -39,15 +43,9 @@ def upsample_like(volume: torch.Tensor, reference: torch.Tensor) -> torch.Tensor
     return result.reshape(batch, channels, out_x, out_y, out_z)
 
 
+@functools.lru_cache(maxsize=64)
 def _interpolation_matrix(length: int, out_length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """(out_length, length) weights of 1-D linear interpolation with the end points aligned."""
+    """(out_length, length) weights of 1-D linear interpolation with the end points aligned (cached:
+    every forward of a network upsamples the same sizes)."""
     scale = (length - 1) / (out_length - 1) if out_length > 1 else 0.0
-    position = torch.arange(out_length, dtype=torch.float64) * scale
-    lower = torch.floor(position).long().clamp(max=length - 1)
-    upper = (lower + 1).clamp(max=length - 1)
-    fraction = position - lower
-    rows = torch.arange(out_length)
-    matrix = torch.zeros(out_length, length, dtype=torch.float64)
-    matrix.index_put_((rows, lower), 1.0 - fraction, accumulate=True)
-    matrix.index_put_((rows, upper), fraction, accumulate=True)
-    return matrix.to(device=device, dtype=dtype)
+    return linear_interpolation_matrix(torch.arange(out_length, dtype=torch.float64) * scale, length, dtype, device)

@@ -51,6 +51,7 @@ from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
 from cryomaps.io.grid import nyquist_resolution
 from cryomaps.render.finite_resolution import fft_size
+from cryomaps.signal.interpolation import linear_interpolation_matrix
 from cryomaps.signal.fourier_shells import correlation_from_sums, crossing_resolution, fourier_shells, shell_matrix
 from cryomaps.signal.windows import raised_cosine
 
@@ -215,15 +216,7 @@ def step_grid(shape, voxel_size, step: float) -> StepGrid:
 
 def interpolation_matrix(length: int, step: int, count: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """(length, count) linear-interpolation weights from step points ``k * step`` to voxels 0..length-1."""
-    position = torch.arange(length, dtype=torch.float64) / step
-    low = torch.floor(position).long().clamp(max=count - 1)
-    fraction = position - low
-    high = (low + 1).clamp(max=count - 1)
-    matrix = torch.zeros(length, count, dtype=torch.float64)
-    rows = torch.arange(length)
-    matrix.index_put_((rows, low), 1.0 - fraction, accumulate=True)
-    matrix.index_put_((rows, high), fraction, accumulate=True)
-    return matrix.to(device=device, dtype=dtype)
+    return linear_interpolation_matrix(torch.arange(length, dtype=torch.float64) / step, count, dtype, device)
 
 
 def interpolate_step_values(values: torch.Tensor, shape, steps: StepGrid) -> torch.Tensor:
