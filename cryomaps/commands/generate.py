@@ -37,7 +37,7 @@ def run(args) -> int:
     from cryomaps.io import read_map, read_structure, write_map
     from cryomaps.io.weights import bundled_weights_path
     from cryomaps.models.weights import load_network
-    from cryomaps.workflows.generation import UNCONDITIONED_OUTPUT_RESOLUTION, generate_at_resolution, is_conditioned
+    from cryomaps.workflows.generation import UNCONDITIONED_OUTPUT_RESOLUTION, filters_output, generate_at_resolution
 
     started = time.perf_counter()
     options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},
@@ -54,10 +54,10 @@ def run(args) -> int:
     check_tiling(args, loaded, weights)
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
     resolution = args.resolution
-    if resolution is None and is_conditioned(loaded):
+    if resolution is None and loaded.network.resolution_conditioned:
         resolution, how = assumed_resolution(structure, like)
         print(f"assumed resolution {resolution:.1f} Å ({how})")
-    if resolution is not None and not is_conditioned(loaded) and resolution <= UNCONDITIONED_OUTPUT_RESOLUTION:
+    if resolution is not None and not loaded.network.resolution_conditioned and not filters_output(loaded, resolution):
         print(f"--resolution {resolution:g} Å is not coarser than this unconditioned generator's output "
               f"({UNCONDITIONED_OUTPUT_RESOLUTION:g} Å): written unfiltered")
     generated = generate_at_resolution(structure, loaded, resolution, args.padding, like, tiling)

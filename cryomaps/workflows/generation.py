@@ -24,9 +24,11 @@ and 12 Å, filtering its output from 3.2 Å scores at least as well as treating 
 corr. about zero on EMD-21457 at 5 and 8 Å, lower by 0.007 and 0.001)."""
 
 
-def is_conditioned(loaded: LoadedNetwork) -> bool:
-    """Whether the generator takes a target resolution (has a resolution embedding)."""
-    return loaded.network.resolution_conditioned
+def filters_output(loaded: LoadedNetwork, resolution: float | None) -> bool:
+    """Whether :func:`generate_at_resolution` low-pass filters the generator's output to
+    ``resolution``: for an unconditioned generator asked for a resolution coarser than its output's."""
+    return (not loaded.network.resolution_conditioned and resolution is not None
+            and resolution > UNCONDITIONED_OUTPUT_RESOLUTION)
 
 
 def generate_at_resolution(
@@ -49,6 +51,6 @@ def generate_at_resolution(
         tiling: how the generator runs over the map.
     """
     generated = generate_map(structure, loaded.network, loaded.metadata, padding, like, resolution, tiling)
-    if is_conditioned(loaded) or resolution is None or resolution <= UNCONDITIONED_OUTPUT_RESOLUTION:
+    if not filters_output(loaded, resolution):
         return generated
     return filtered_map(generated, UNCONDITIONED_OUTPUT_RESOLUTION, resolution)
