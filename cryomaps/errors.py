@@ -8,6 +8,7 @@ with status 2 instead of showing a traceback.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 
 class CryomapsError(Exception):
@@ -46,3 +47,12 @@ class OutputError(CryomapsError):
 
     def __reduce__(self):
         return type(self), (self.path, self.problem)
+
+
+def require_file(path: str | os.PathLike, kind: str = "file", missing: str | None = None) -> Path:
+    """``path`` as a :class:`~pathlib.Path` when it is an existing file; else an :class:`InputError`
+    saying "is a folder, not a ``kind``" or "no such ``missing``" (default: ``kind``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, f"is a folder, not a {kind}" if path.is_dir() else f"no such {missing or kind}")
+    return path

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomaps.errors import InputError, OutputError
+from cryomaps.errors import InputError, OutputError, require_file
 from cryomaps.io.atomic import atomic_output
 from cryomaps.io.grid import Grid, as_header_precision
 
@@ -77,9 +77,7 @@ def read_map(path: str | os.PathLike, allow_nan: bool = False) -> DensityMap:
     """
     import mrcfile
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "is a folder, not a file" if path.is_dir() else "no such file")
+    path = require_file(path)
     _check_identifier(path)
     try:
         with warnings.catch_warnings(record=True) as caught:

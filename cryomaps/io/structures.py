@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomaps.errors import CryomapsError, InputError
+from cryomaps.errors import CryomapsError, InputError, require_file
 
 ALTLOC_POLICIES = ("all", "first")
 _ORGANIC_ELEMENTS = ("C", "N", "O", "S", "H", "P")
@@ -92,8 +92,7 @@ def read_structure(
     path = Path(path)
     if altloc not in ALTLOC_POLICIES:
         raise InputError(None, f"altloc policy must be one of {ALTLOC_POLICIES}, got {altloc!r}")
-    if not path.is_file():
-        raise InputError(path, "is a folder, not a file" if path.is_dir() else "no such file")
+    require_file(path)
     try:
         structure = gemmi.read_structure(str(path))
     except (RuntimeError, ValueError, OSError) as error:

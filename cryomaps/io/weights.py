@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from cryomaps.errors import InputError
+from cryomaps.errors import InputError, require_file
 from cryomaps.io.atomic import atomic_output
 
 WEIGHTS_FORMAT = "cryomaps-weights-1"
@@ -65,9 +65,7 @@ def write_weights_file(
 
 def read_weights_content(path: str | os.PathLike) -> dict:
     """The dict stored in a weights or checkpoint file (anything else is an :class:`InputError`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "is a folder, not a weights file" if path.is_dir() else "no such weights or checkpoint file")
+    path = require_file(path, "weights file", missing="weights or checkpoint file")
     if path.stat().st_size == 0:
         raise InputError(path, "empty file, not a weights/checkpoint file")
     try:
