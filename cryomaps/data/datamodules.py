@@ -81,7 +81,7 @@ class _PatchDataModule(L.LightningDataModule):
         self.patch_options = PatchOptions(patch_size, samples_per_volume, queue_length, num_workers, seed)
         self.batch_size = batch_size
         self.val_samples_per_volume = val_samples_per_volume
-        self.augmentation = None if augmentation is None else _augmentation_options(augmentation)
+        self.augmentation = None if augmentation is None else _options(AugmentationOptions, augmentation)
         self.resolution_augmentation: ResolutionAugmentationOptions | None = None
         self.train_subjects: list = []
         self.val_patches: list[dict] = []
@@ -190,9 +190,7 @@ class PairedPatchDataModule(_PatchDataModule):
     ):
         super().__init__(augmentation=augmentation, **patch_settings)
         if resolution_augmentation is not None:
-            self.resolution_augmentation = ResolutionAugmentationOptions(
-                **{key: tuple(value) if isinstance(value, list) else value for key, value in resolution_augmentation.items()}
-            )
+            self.resolution_augmentation = _options(ResolutionAugmentationOptions, resolution_augmentation)
         self.curated_dir = Path(curated_dir)
         self.manifest = manifest
         self.curation = dict(curation or {})
@@ -317,6 +315,6 @@ def _own_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _augmentation_options(settings: Mapping) -> AugmentationOptions:
-    """:class:`AugmentationOptions` from plain config values (lists become tuples)."""
-    return AugmentationOptions(**{key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()})
+def _options(options_type, settings: Mapping):
+    """An ``options_type`` dataclass from plain config values (lists become tuples)."""
+    return options_type(**{key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()})
