@@ -51,8 +51,14 @@ from cryomaps.errors import InputError
 from cryomaps.io import DensityMap, Grid
 from cryomaps.io.grid import nyquist_resolution
 from cryomaps.render.finite_resolution import fft_size
+from cryomaps.signal.fourier_shells import (
+    correlation_from_sums,
+    crossing_resolution,
+    fourier_shells,
+    shell_matrix,
+    voxel_size_per_axis,
+)
 from cryomaps.signal.interpolation import linear_interpolation_matrix
-from cryomaps.signal.fourier_shells import correlation_from_sums, crossing_resolution, fourier_shells, shell_matrix
 from cryomaps.signal.windows import raised_cosine
 
 DEFAULT_WINDOW = 25.0
@@ -117,7 +123,7 @@ def window_geometry(
         raise InputError(None, f"window shape must be one of {WINDOW_SHAPES}, got {shape!r}")
     if window <= 0 or soft_edge < 0:
         raise InputError(None, f"window ({window} Å) must be positive and soft edge ({soft_edge} Å) non-negative")
-    voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    voxel = voxel_size_per_axis(voxel_size)
     radius = window / 2
     reach = np.ceil((radius + soft_edge / 2) / voxel - 1e-6).astype(int)
     box = [fft_size(2 * r + 1) for r in reach]
@@ -208,7 +214,7 @@ def step_grid(shape, voxel_size, step: float) -> StepGrid:
     """Step points every ``step`` Å (rounded to whole voxels, at least 1) covering ``shape`` (x, y, z)."""
     if step <= 0:
         raise InputError(None, f"step must be positive, got {step} Å")
-    voxel = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    voxel = voxel_size_per_axis(voxel_size)
     steps = tuple(max(1, int(round(step / h))) for h in voxel)
     counts = tuple(int(math.ceil((n - 1) / s)) + 1 for n, s in zip(shape, steps))
     return StepGrid(steps, counts)

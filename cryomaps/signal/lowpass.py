@@ -25,6 +25,7 @@ import torch
 
 from cryomaps.io import DensityMap
 from cryomaps.render import MOLMAP_SIGMA_FACTOR
+from cryomaps.signal.fourier_shells import voxel_size_per_axis
 
 PADDING_SIGMAS = 4.0
 """Zero padding per side, in units of σ, before the FFT (the Gaussian is < 4e-4 of its peak there)."""
@@ -56,7 +57,7 @@ def gaussian_low_pass(volume: torch.Tensor, voxel_size, sigma: float) -> torch.T
         raise ValueError(f"sigma must be ≥ 0, got {sigma} Å")
     if sigma == 0:
         return volume.clone()
-    spacing = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    spacing = voxel_size_per_axis(voxel_size)
     pads = [int(math.ceil(PADDING_SIGMAS * sigma / h)) for h in spacing]
     padded = torch.nn.functional.pad(volume, [pad for pad in reversed(pads) for _ in range(2)])
     real_dtype = torch.float64 if volume.dtype == torch.float64 else torch.float32

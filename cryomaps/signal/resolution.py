@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from cryomaps.render import MOLMAP_SIGMA_FACTOR
-from cryomaps.signal.fourier_shells import fourier_shells
+from cryomaps.signal.fourier_shells import fourier_shells, voxel_size_per_axis
 
 LOWEST_FITTED_FREQUENCY = 1.0 / 20.0
 """1/Å: shells below it (overall shape, solvent, box) are left out of the fit."""
@@ -46,7 +46,7 @@ def spectral_resolution(density: np.ndarray, model_density: np.ndarray, voxel_si
     Raises:
         ResolutionEstimateError: fewer than 3 shells to fit, or a falloff that does not decrease.
     """
-    spacing = np.broadcast_to(np.asarray(voxel_size, dtype=np.float64), (3,))
+    spacing = voxel_size_per_axis(voxel_size)
     frequency, gain = _shell_gain(np.asarray(density, np.float64), np.asarray(model_density, np.float64), spacing)
     reference = gain[: max(3, int(np.searchsorted(frequency, LOWEST_FITTED_FREQUENCY)) + 1)].max()
     below = np.flatnonzero(gain < FALLOFF_FLOOR * reference)
