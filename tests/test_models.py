@@ -285,3 +285,18 @@ def test_weights_and_hyperparameters_reload_with_weights_only():
     volume, resolution = torch.randn(1, 1, 4, 4, 4), torch.tensor([4.0])
     with torch.no_grad():
         assert torch.equal(restored(volume, resolution=resolution), original(volume, resolution=resolution))
+
+
+def test_upsampling_after_inference_mode_still_trains():
+    """The cached interpolation matrices made under inference mode (generation) serve training later."""
+    from cryomaps.models.layers import upsample_like
+
+    volume, reference = torch.randn(1, 2, 4, 5, 6), torch.zeros(1, 1, 8, 10, 12)
+    with torch.inference_mode():
+        expected = upsample_like(volume, reference)
+    trained = volume.clone().requires_grad_()
+    result = upsample_like(trained, reference)
+    result.sum().backward()
+    torch.testing.assert_close(result.detach(), expected)
+    torch.testing.assert_close(result.detach(), nn.functional.interpolate(volume, size=(8, 10, 12), mode="trilinear", align_corners=True))
+    assert trained.grad.shape == volume.shape

@@ -48,4 +48,5 @@ def _interpolation_matrix(length: int, out_length: int, dtype: torch.dtype, devi
     """(out_length, length) weights of 1-D linear interpolation with the end points aligned (cached:
     every forward of a network upsamples the same sizes)."""
     scale = (length - 1) / (out_length - 1) if out_length > 1 else 0.0
-    return linear_interpolation_matrix(torch.arange(out_length, dtype=torch.float64) * scale, length, dtype, device)
+    with torch.inference_mode(False):  # a normal tensor: the cached matrix serves training too
+        return linear_interpolation_matrix(torch.arange(out_length, dtype=torch.float64) * scale, length, dtype, device)
