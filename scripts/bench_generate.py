@@ -5,9 +5,9 @@ generator, write the map), as a user runs it. Settings compared on the same stru
 repeats interleaved so that a busy machine slows all alike:
 
 - ``before``: an older cryomaps source tree (``--before SRC``, e.g. ``git archive`` of an older
-  commit) with the old tiling (32³ tiles, 16 voxels overlap); only when given;
+  commit) with this tree's default tile size and overlap, and its own face padding; only when given;
 - ``32/16``: this tree, old tiling;
-- ``48/16``: this tree, the default tiling (48³ tiles, 16 voxels overlap).
+- ``48/16``: this tree, the default tiling (48³ tiles, 16 voxels overlap, no face padding).
 
 Reported per row: median wall seconds, median user + system CPU seconds of the process
 (``resource.getrusage`` of children: less sensitive to other load than wall time), and the seam
@@ -36,13 +36,14 @@ PUBLISHED_PEER = "struc2mapGAN (published figure, GPU; cannot run here): 14 s an
 
 
 def settings(before: Path | None) -> dict:
-    """name -> (PYTHONPATH or None, tile size, overlap)."""
+    """name -> (PYTHONPATH or None, tile size, overlap, face padding: None for half the overlap)."""
     from cryomaps.inference.generate import TilingOptions
 
     default = TilingOptions()
-    rows = {} if before is None else {"before 32/16": (str(before), 32, 16)}
-    rows["32/16"] = (None, 32, 16)
-    rows[f"{default.tile_size}/{default.overlap}"] = (None, default.tile_size, default.overlap)
+    tiles = f"{default.tile_size}/{default.overlap}"
+    rows = {} if before is None else {f"before {tiles}": (str(before), default.tile_size, default.overlap, None)}
+    rows["32/16"] = (None, 32, 16, default.face_padding)
+    rows[tiles] = (None, default.tile_size, default.overlap, default.face_padding)
     return rows
 
 
@@ -57,7 +58,7 @@ def run_command(model: Path, output: Path, python_path: str | None, tile_size: i
     return wall, cpu
 
 
-def map_seam_ratio(path: Path, tile_size: int, overlap: int) -> float:
+def map_seam_ratio(path: Path, tile_size: int, overlap: int, face_padding: int | None) -> float:
     """Seam ratio of a generated map inside the molecule (voxels above 10 % of the maximum)."""
     import torch
 
@@ -65,7 +66,7 @@ def map_seam_ratio(path: Path, tile_size: int, overlap: int) -> float:
     from cryomaps.io import read_map
 
     volume = torch.from_numpy(read_map(path).data)
-    planes = [tile_boundary_planes(n, tile_size, overlap, "blend") for n in volume.shape]
+    planes = [tile_boundary_planes(n, tile_size, overlap, "blend", face_padding) for n in volume.shape]
     return seam_ratio(volume, planes, mask=volume > 0.1 * volume.max())
 
 
@@ -77,18 +78,19 @@ def bench_structure(model: Path, repeats: int, rows: dict, scratch: Path) -> lis
     """Interleaved repeats of every setting on one structure; medians and seam ratios."""
     timings = {name: {"wall": [], "cpu": []} for name in rows}
     for _ in range(repeats):
-        for name, (python_path, tile_size, overlap) in rows.items():
+        for name, (python_path, tile_size, overlap, _) in rows.items():
             wall, cpu = run_command(model, output_path(scratch, name), python_path, tile_size, overlap)
             timings[name]["wall"].append(wall)
             timings[name]["cpu"].append(cpu)
     results = []
-    for name, (python_path, tile_size, overlap) in rows.items():
+    for name, (python_path, tile_size, overlap, face_padding) in rows.items():
         output = output_path(scratch, name)
         results.append({
             "structure": model.name, "setting": name, "tile_size": tile_size, "overlap": overlap,
             "source": python_path or "this tree", "wall_median_s": statistics.median(timings[name]["wall"]),
             "cpu_median_s": statistics.median(timings[name]["cpu"]), "walls_s": timings[name]["wall"],
-            "cpus_s": timings[name]["cpu"], "seam_ratio": map_seam_ratio(output, tile_size, overlap),
+            "cpus_s": timings[name]["cpu"], "face_padding": face_padding,
+            "seam_ratio": map_seam_ratio(output, tile_size, overlap, face_padding),
         })
     return results
 

@@ -42,7 +42,7 @@ def test_blended_tiles_leave_no_seams_on_a_generated_map(small_model, bundled_ge
     generated = generate_map(structure, bundled_generator.network, bundled_generator.metadata, padding=8.0, tiling=tiling)
     volume = torch.from_numpy(generated.data)
     molecule = volume > 0.1 * volume.max()
-    planes = tile_boundary_planes(min(volume.shape), tiling.tile_size, tiling.overlap, "blend")
+    planes = [tile_boundary_planes(n, tiling.tile_size, tiling.overlap, "blend", tiling.face_padding) for n in volume.shape]
     assert seam_ratio(volume, planes, mask=molecule) < 1.2
 
 

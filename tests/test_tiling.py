@@ -30,6 +30,22 @@ def test_identity_network_is_reproduced_exactly(mode, shape):
     torch.testing.assert_close(out, volume, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("face_padding", [0, 3, None])
+def test_face_padding_changes_the_tiles_not_the_identity(face_padding):
+    """Tiles end at the map's faces (0), or the map is padded by 3 or by half the overlap (None): an
+    identity network is reproduced either way."""
+    volume = smooth_volume((70, 33, 41))
+    out = predict_tiled(volume, lambda tiles: tiles, tile_size=32, overlap=12, batch_size=5, face_padding=face_padding)
+    torch.testing.assert_close(out, volume, rtol=1e-5, atol=1e-6)
+
+
+def test_tile_faces_follow_the_face_padding():
+    """By hand, 70 voxels, 32³ tiles every 20: unpadded, tiles start at 0, 20, 38 (flush) and end at
+    32, 52, 70; padded by 6, at −6, 14, 34, 44 and end at 26, 46, 66, 76."""
+    assert tile_boundary_planes(70, 32, 12, "blend", face_padding=0) == [20, 32, 38, 52]
+    assert tile_boundary_planes(70, 32, 12, "blend") == [14, 26, 34, 44, 46, 66]
+
+
 def test_tile_starts_cover_the_axis():
     for length in (1, 31, 32, 33, 100):
         starts = tile_starts(length, 32, 20)

@@ -34,6 +34,10 @@ class TilingOptions:
     and move SSIM, Pearson and both correlations by at most 0.007; smaller overlaps (32/8, 40/12,
     48/12), 40³ or 64³ tiles moved SSIM or the correlation about the mean on EMD-3488 by 0.01-0.02.
     bfloat16 on CPUs that compute it natively moves them by less than 0.0005 and is 1.5-2x faster.
+    No zero padding at the map's faces (``face_padding=0``: tiles end at the faces, as training
+    patches end inside their maps) instead of half the overlap: 27 tiles instead of 64 on
+    EMD-3488's box; SSIM, Pearson and corr. about zero move by at most 0.006, corr. about mean
+    rises by 0.021 on EMD-3488 and falls by 0.0004 on EMD-21457.
     """
 
     tile_size: int = 48
@@ -43,6 +47,7 @@ class TilingOptions:
     device: str | None = None
     progress: bool = False
     cpu_bfloat16: bool = True
+    face_padding: int = 0
 
 
 def prediction_grid(structure: Structure, voxel_size: float, padding: float, like: DensityMap | None) -> Grid:
@@ -89,7 +94,7 @@ def generate_map(
     generated = predict_tiled(
         torch.from_numpy(simulated), predict, tile_size=tiling.tile_size, overlap=tiling.overlap,
         mode=tiling.mode, batch_size=tiling.batch_size, device=device, cpu_bfloat16=tiling.cpu_bfloat16,
-        progress=tiling.progress,
+        progress=tiling.progress, face_padding=tiling.face_padding,
     )
     result = DensityMap.from_grid(generated.numpy(), grid)
     return result if like is None else resample_map(result, like.grid)

@@ -4,8 +4,9 @@ Two modes:
 
 - ``blend`` (default): overlapping tiles (stride = tile − overlap) whose predictions are averaged
   with a smooth separable weight that falls towards the tile faces (a raised cosine with a small
-  floor), so there are no seams. The map is zero-padded by half the overlap, so every voxel of the
-  map sees context from its neighbours.
+  floor), so there are no seams. The map is zero-padded at its faces (``face_padding``, by default
+  half the overlap, so voxels at the map's faces are not predicted at tile faces alone; 0: tiles
+  end at the map's faces, as training patches end inside their maps).
 - ``published``: the struc2mapGAN scheme — 32³ tiles every 20 voxels over the zero-padded map,
   keeping only the central 20³ of each and stitching hard (visible seams).
 
@@ -83,6 +84,7 @@ def predict_tiled_channels(
     mixed_precision: bool = True,
     cpu_bfloat16: bool = False,
     progress: bool = False,
+    face_padding: int | None = None,
 ) -> torch.Tensor:
     """Run ``predict`` over ``volume`` (X, Y, Z) tile by tile; returns the stitched (C, X, Y, Z) float32 map.
 
@@ -103,12 +105,13 @@ def predict_tiled_channels(
             (:func:`cpu_has_native_bfloat16`); about 1.5x faster for the small generator. Off by
             default: a network's outputs move by the bfloat16 rounding, which each caller checks.
         progress: show a progress bar.
+        face_padding: ``blend`` mode: voxels of zero padding at the map's faces (``None``: ``overlap // 2``).
     """
     device = resolve_device(device)
     if mode == "blend":
         if not 0 <= overlap < tile_size:
             raise ValueError(f"overlap must be in [0, tile_size), got {overlap}")
-        margin, core, stride = overlap // 2, None, tile_size - overlap
+        margin, core, stride = _face_margin(overlap, face_padding), None, tile_size - overlap
     elif mode == "published":
         tile_size, margin, core, stride = PUBLISHED_TILE, (PUBLISHED_TILE - PUBLISHED_CORE) // 2, PUBLISHED_CORE, PUBLISHED_CORE
     else:
@@ -133,6 +136,15 @@ def predict_tiled_channels(
     stitched = total / weight_sum.clamp_min(1e-12)
     nx, ny, nz = volume.shape
     return stitched[:, margin : margin + nx, margin : margin + ny, margin : margin + nz].contiguous()
+
+
+def _face_margin(overlap: int, face_padding: int | None) -> int:
+    """Voxels of zero padding at the map's faces in ``blend`` mode."""
+    if face_padding is None:
+        return overlap // 2
+    if face_padding < 0:
+        raise ValueError(f"face_padding must be ≥ 0, got {face_padding}")
+    return face_padding
 
 
 def _core_weight(tile_size: int, core: int) -> torch.Tensor:
@@ -194,15 +206,17 @@ def _run(predict: PredictFn, tiles: torch.Tensor, device: torch.device, autocast
         return predict(tiles.to(device))
 
 
-def tile_boundary_planes(length: int, tile_size: int = 32, overlap: int = 16, mode: str = "blend") -> list[int]:
+def tile_boundary_planes(
+    length: int, tile_size: int = 32, overlap: int = 16, mode: str = "blend", face_padding: int | None = None
+) -> list[int]:
     """Indices i along one axis of an unpadded map where voxels i−1 and i come from different tiles' edges.
 
     In ``published`` mode these are the faces of the kept 20³ cores; in ``blend`` mode the planes
-    where a tile begins or ends (its faces, shifted by the padding margin).
+    where a tile begins or ends (its faces, shifted by the face padding, as in :func:`predict_tiled_channels`).
     """
     if mode == "published":
         return [i for i in range(PUBLISHED_CORE, length, PUBLISHED_CORE)]
-    margin, stride = overlap // 2, tile_size - overlap
+    margin, stride = _face_margin(overlap, face_padding), tile_size - overlap
     padded_length = max(length + 2 * margin, tile_size)
     faces = set()
     for start in tile_starts(padded_length, tile_size, stride):
