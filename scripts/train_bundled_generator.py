@@ -27,6 +27,7 @@ import argparse
 from pathlib import Path
 
 from cryomaps.io.weights import BUNDLED_WEIGHTS
+from cryomaps.workflows.generation import UNCONDITIONED_OUTPUT_RESOLUTION
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "cryomaps" / "weights" / BUNDLED_WEIGHTS["generator"]  # the tracked file, also when not installed editable
@@ -66,6 +67,7 @@ def conditioned_overrides(run_dir: str, curated_dir: str, epochs: int = 72) -> l
     validation every 4 epochs (so the plateau patience counts the same number of steps as stage 1)."""
     return common_overrides(run_dir, curated_dir) + [
         "model.generator.resolution_conditioning=true",
+        f"task.output_resolution={UNCONDITIONED_OUTPUT_RESOLUTION}",
         "+data.resolution_augmentation={probability:0.5,max_resolution:14.0}",
         "data.samples_per_volume=8",
         "data.queue_length=64",
@@ -82,6 +84,7 @@ def main() -> int:
     parser.add_argument("--conditioned", action="store_true", help="also run stage 2 and ship its weights")
     parser.add_argument("--init", type=Path, help="stage-1 generator weights: skip stage 1 (with --conditioned)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run (of the last stage run)")
+    parser.add_argument("--no-install", action="store_true", help="train only: leave cryomaps/weights as it is")
     args = parser.parse_args()
     if args.init is not None and not args.conditioned:
         raise SystemExit("--init only skips stage 1 of a --conditioned run")
@@ -105,6 +108,9 @@ def main() -> int:
         if cli_main(["finetune", *stage2]) != 0:
             return 1
 
+    if args.no_install:
+        print(f"trained {trained}/generator.pt (not installed: --no-install)")
+        return 0
     from cryomaps.io.atomic import write_bytes_atomically
 
     BUNDLED.parent.mkdir(exist_ok=True)

@@ -147,3 +147,82 @@ def test_generate_with_like_and_no_resolution_prints_the_estimate_it_conditions_
     assert f"assumed resolution {expected:.1f} Å (estimated from the --like map" in printed
     assert read_map(output).data.shape == like.data.shape
     assert cli_main(arguments) == 0 and "assumed resolution 3.0 Å (the default" in capsys.readouterr().out
+
+
+def test_patch_low_pass_continues_the_edges_and_matches_the_whole_map_filter_inside(small_model):
+    """Float64 oracle: a patch cut from a molmap, filtered alone (edges replicated), equals the crop of
+    the whole map filtered, away from the patch faces; a patch whose R is not coarser is untouched;
+    gradients pass through."""
+    from cryomaps.signal import low_pass_patches
+
+    structure = read_structure(small_model)
+    grid = Grid.around(structure.coords, voxel_size=1.0, padding=6.0)
+    whole = render_structure(structure, grid, model="molmap", resolution=3.2).double()
+    corner = [(n - 32) // 2 for n in whole.shape]
+    crop = tuple(slice(c, c + 32) for c in corner)
+    patch = whole[crop].clone().requires_grad_(True)
+    patches = torch.stack([patch[None], patch[None]])
+    filtered = low_pass_patches(patches, 1.0, 3.2, torch.tensor([3.0, 8.0]))
+    assert torch.equal(filtered[0, 0], patch)
+    expected = low_pass_to_resolution(whole, 1.0, 3.2, 8.0)[crop]
+    inner = (slice(8, -8),) * 3
+    error = (filtered[1, 0].detach()[inner] - expected[inner]).abs().max()
+    assert float(error) < 1e-6 * float(expected.max())
+    zero_edged = low_pass_to_resolution(patch.detach(), 1.0, 3.2, 8.0)  # the edge error the replicated edge halves
+
+    def rms_error(volume):
+        return float((volume - expected).pow(2).mean().sqrt())
+
+    assert rms_error(filtered[1, 0].detach()) < 0.7 * rms_error(zero_edged)
+    filtered[1].sum().backward()
+    assert torch.isfinite(patch.grad).all() and float(patch.grad.abs().sum()) > 0
+
+
+def _conditioned_weights(tmp_path, output_resolution):
+    from cryomaps.models.registry import build_generator
+    from cryomaps.models.weights import load_network, save_network
+
+    torch.manual_seed(0)
+    hyperparameters = {"preset": "small", "channels": [2, 4], "resolution_conditioning": True}
+    metadata = {"input": {"model": "molmap", "resolution": 2.0, "sampling": "point"}, "voxel_size": 1.0}
+    if output_resolution is not None:
+        metadata["output_resolution"] = output_resolution
+    path = save_network(tmp_path / f"film_{output_resolution}.pt", "generator", build_generator(**hyperparameters),
+                        hyperparameters, metadata=metadata)
+    return load_network(path, "generator")
+
+
+def test_a_conditioned_generator_trained_through_the_filter_is_filtered_to_r_when_generating(tmp_path, small_model):
+    """The rule of :mod:`cryomaps.workflows.generation`: filtered from the stored output resolution
+    (conditioned through the filter) or from 3.2 Å (unconditioned); never for a conditioned generator
+    that outputs maps at R itself."""
+    from cryomaps.inference.generate import TilingOptions, generate_map
+    from cryomaps.signal import filtered_map
+    from cryomaps.workflows.generation import filters_output, generate_at_resolution, output_resolution
+
+    through_filter, direct = _conditioned_weights(tmp_path, 3.2), _conditioned_weights(tmp_path, None)
+    assert output_resolution(through_filter) == 3.2 and output_resolution(direct) is None
+    assert filters_output(through_filter, 8.0) and not filters_output(through_filter, 3.0)
+    assert not filters_output(direct, 8.0)
+    structure = read_structure(small_model)
+    tiling = TilingOptions(tile_size=16, overlap=0, batch_size=8)
+    raw = generate_map(structure, through_filter.network, through_filter.metadata, resolution=8.0, tiling=tiling)
+    generated = generate_at_resolution(structure, through_filter, 8.0, tiling=tiling)
+    np.testing.assert_allclose(generated.data, filtered_map(raw, 3.2, 8.0).data, atol=1e-6)
+    unfiltered = generate_at_resolution(structure, direct, 8.0, tiling=tiling)
+    assert np.array_equal(unfiltered.data, generate_map(structure, direct.network, direct.metadata, resolution=8.0, tiling=tiling).data)
+
+
+def test_training_through_the_filter_needs_conditioning_and_filters_each_patch_to_its_resolution():
+    from cryomaps.signal import low_pass_patches
+    from cryomaps.tasks.struc2map import Struc2MapTask
+
+    networks = {"discriminator": {"preset": "small"}}
+    with pytest.raises(ValueError, match="output_resolution needs a resolution-conditioned generator"):
+        Struc2MapTask(generator={"preset": "small", "channels": [2, 4]}, output_resolution=3.2, **networks)
+    task = Struc2MapTask(generator={"preset": "small", "channels": [2, 4], "resolution_conditioning": True},
+                         output_resolution=3.2, metadata={"voxel_size": 1.0}, **networks)
+    batch = {"input": torch.rand(2, 1, 16, 16, 16), "resolution": torch.tensor([3.0, 10.0])}
+    with torch.no_grad():
+        raw = task(batch["input"], batch["resolution"])
+        assert torch.allclose(task._generate(batch), low_pass_patches(raw, 1.0, 3.2, batch["resolution"]))

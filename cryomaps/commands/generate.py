@@ -37,7 +37,7 @@ def run(args) -> int:
     from cryomaps.io import read_map, read_structure, write_map
     from cryomaps.io.weights import bundled_weights_path
     from cryomaps.models.weights import load_network
-    from cryomaps.workflows.generation import UNCONDITIONED_OUTPUT_RESOLUTION, filters_output, generate_at_resolution
+    from cryomaps.workflows.generation import filters_output, generate_at_resolution, output_resolution
 
     started = time.perf_counter()
     options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},
@@ -59,7 +59,7 @@ def run(args) -> int:
         print(f"assumed resolution {resolution:.1f} Å ({how})")
     if resolution is not None and not loaded.network.resolution_conditioned and not filters_output(loaded, resolution):
         print(f"--resolution {resolution:g} Å is not coarser than this unconditioned generator's output "
-              f"({UNCONDITIONED_OUTPUT_RESOLUTION:g} Å): written unfiltered")
+              f"({output_resolution(loaded):g} Å): written unfiltered")
     generated = generate_at_resolution(structure, loaded, resolution, args.padding, like, tiling)
     write_map(args.output, generated, label=f"cryomaps generate {structure.n_atoms} atoms")
     print(

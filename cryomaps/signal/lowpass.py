@@ -44,22 +44,31 @@ def degradation_sigma(native_resolution: float, target_resolution: float, sigma_
     return sigma_factor * math.sqrt(target_resolution**2 - native_resolution**2)
 
 
-def gaussian_low_pass(volume: torch.Tensor, voxel_size, sigma: float) -> torch.Tensor:
-    """``volume`` (x, y, z) blurred by an isotropic Gaussian of ``sigma`` Å (same shape and dtype).
+def gaussian_low_pass(volume: torch.Tensor, voxel_size, sigma: float, edge: str = "zero") -> torch.Tensor:
+    """``volume`` (x, y, z) blurred by an isotropic Gaussian of ``sigma`` Å (same shape and dtype;
+    differentiable).
 
     Args:
         volume: (nx, ny, nz) tensor (or array), indexed (x, y, z).
         voxel_size: Å, one number or three (x, y, z).
         sigma: standard deviation of the Gaussian, Å; 0 returns a copy.
+        edge: what lies outside the box: ``"zero"`` (a whole, masked map) or ``"replicate"`` (the
+            edge values continued: a patch cut from a larger map).
     """
     volume = torch.as_tensor(volume)
     if sigma < 0:
         raise ValueError(f"sigma must be ≥ 0, got {sigma} Å")
+    if edge not in ("zero", "replicate"):
+        raise ValueError(f"edge must be 'zero' or 'replicate', got {edge!r}")
     if sigma == 0:
         return volume.clone()
     spacing = voxel_size_per_axis(voxel_size)
     pads = [int(math.ceil(PADDING_SIGMAS * sigma / h)) for h in spacing]
-    padded = torch.nn.functional.pad(volume, [pad for pad in reversed(pads) for _ in range(2)])
+    widths = [pad for pad in reversed(pads) for _ in range(2)]
+    if edge == "zero":
+        padded = torch.nn.functional.pad(volume, widths)
+    else:  # replicate padding takes a (batch, channel, x, y, z) tensor
+        padded = torch.nn.functional.pad(volume[None, None], widths, mode="replicate")[0, 0]
     real_dtype = torch.float64 if volume.dtype == torch.float64 else torch.float32
     transfer = _gaussian_transfer(padded.shape, spacing, sigma, real_dtype, volume.device)
     blurred = torch.fft.irfftn(torch.fft.rfftn(padded.to(real_dtype)) * transfer, s=padded.shape)
@@ -79,9 +88,24 @@ def _gaussian_transfer(shape, spacing: np.ndarray, sigma: float, dtype: torch.dt
     return transfer
 
 
-def low_pass_to_resolution(volume, voxel_size, native_resolution: float, target_resolution: float) -> torch.Tensor:
-    """``volume`` (x, y, z) at ``native_resolution`` blurred to ``target_resolution`` (Å): see the module docstring."""
-    return gaussian_low_pass(volume, voxel_size, degradation_sigma(native_resolution, target_resolution))
+def low_pass_to_resolution(
+    volume, voxel_size, native_resolution: float, target_resolution: float, edge: str = "zero"
+) -> torch.Tensor:
+    """``volume`` (x, y, z) at ``native_resolution`` blurred to ``target_resolution`` (Å): see the
+    module docstring (``edge``: :func:`gaussian_low_pass`)."""
+    return gaussian_low_pass(volume, voxel_size, degradation_sigma(native_resolution, target_resolution), edge)
+
+
+def low_pass_patches(patches: torch.Tensor, voxel_size, native_resolution: float, resolutions: torch.Tensor) -> torch.Tensor:
+    """Each patch of ``patches`` (B, 1, x, y, z) taken from ``native_resolution`` to its own entry of
+    ``resolutions`` (B,) Å; a patch whose resolution is not coarser is left as it is. Patches are
+    cut from larger maps, so their edges are continued (``edge="replicate"``); differentiable."""
+    filtered = [
+        low_pass_to_resolution(patch[0], voxel_size, native_resolution, float(resolution), edge="replicate")[None]
+        if float(resolution) > native_resolution else patch
+        for patch, resolution in zip(patches, resolutions)
+    ]
+    return torch.stack(filtered)
 
 
 def filtered_map(density_map: DensityMap, native_resolution: float, target_resolution: float) -> DensityMap:

@@ -8,6 +8,13 @@ step per batch.
 
 Batches are dicts with ``input`` and ``target`` tensors of shape (B, 1, X, Y, Z) and optionally
 ``resolution`` (B,) in Å for a resolution-conditioned generator.
+
+Output resolution (``output_resolution`` d_g, a resolution-conditioned generator only): the
+generator's raw output is read as a map at d_g and low-pass filtered from d_g to each target's
+resolution R before the losses (:func:`cryomaps.signal.low_pass_patches`, the filter that made the
+coarser targets), as ``cryomaps generate`` filters it (:mod:`cryomaps.workflows.generation`; d_g is
+stored in the weights' metadata). The conditioning then only adapts the content, not the blur, and
+a coarser R always gives a blurrier map.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cryomaps.models import build_discriminator, build_generator, init_published_weights
+from cryomaps.signal import low_pass_patches
 from cryomaps.tasks.logging import log_slice_panel
 from cryomaps.tasks.losses import batch_pearson
 
@@ -39,6 +47,7 @@ class Struc2MapTask(L.LightningModule):
         frozen_prefixes: parameter-name prefixes kept frozen (fine-tuning), e.g. ["generator.nodes.x0_0"].
         metadata: how inputs are prepared (``input`` render options, ``voxel_size`` Å); stored with
             the checkpoint and the exported weights so that generation renders inputs as in training.
+        output_resolution: Å, d_g of the module docstring (``None``: the output is used as it is).
     """
 
     def __init__(
@@ -54,6 +63,7 @@ class Struc2MapTask(L.LightningModule):
         published_init: bool = True,
         frozen_prefixes: list[str] | None = None,
         metadata: dict | None = None,
+        output_resolution: float | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -63,6 +73,9 @@ class Struc2MapTask(L.LightningModule):
         if published_init:
             init_published_weights(self)
         freeze_parameters(self, frozen_prefixes or [])
+        if output_resolution is not None and not (output_resolution > 0 and self.conditioned):
+            raise ValueError("output_resolution needs a resolution-conditioned generator and a value > 0 Å, "
+                             f"got {output_resolution} (resolution_conditioning={self.conditioned})")
 
     def on_fit_start(self) -> None:
         """Record how the training inputs were made (from the DataModule) in the hyperparameters,
@@ -70,6 +83,8 @@ class Struc2MapTask(L.LightningModule):
         datamodule = self.trainer.datamodule
         if hasattr(datamodule, "input_metadata"):
             self.hparams["metadata"] = datamodule.input_metadata()
+        if self.hparams.output_resolution is not None:
+            self.hparams["metadata"] = {**(self.hparams["metadata"] or {}), "output_resolution": self.hparams.output_resolution}
 
     @property
     def conditioned(self) -> bool:
@@ -80,7 +95,12 @@ class Struc2MapTask(L.LightningModule):
         return self.generator(simulated, resolution if self.conditioned else None)
 
     def _generate(self, batch: dict) -> torch.Tensor:
-        return self(batch["input"], batch.get("resolution"))
+        """The generator's map of the batch, at each target's resolution (module docstring)."""
+        generated = self(batch["input"], batch.get("resolution"))
+        if self.hparams.output_resolution is None:
+            return generated
+        voxel_size = self.hparams["metadata"]["voxel_size"]
+        return low_pass_patches(generated, voxel_size, self.hparams.output_resolution, batch["resolution"])
 
     def generator_loss(self, fake: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(total, reconstruction) generator losses for generated and experimental patches."""

@@ -2,11 +2,14 @@
 and of the evaluation report's ``generator`` method (:mod:`cryomaps.workflows.report`).
 
 - A resolution-conditioned generator is conditioned on R.
-- An unconditioned generator runs as it is; its output is taken to be a map at
-  :data:`UNCONDITIONED_OUTPUT_RESOLUTION` d_g and, when R is coarser, low-pass filtered from d_g to R
-  with the filter that made the coarser reference maps (:func:`cryomaps.signal.low_pass_to_resolution`,
-  Gaussian σ = 0.225·√(R² − d_g²)). A finer R, or none, leaves the output as it is (it cannot be
-  sharpened).
+- The generator's raw output is taken to be a map at its output resolution d_g
+  (:func:`output_resolution`) and, when R is coarser, low-pass filtered from d_g to R with the filter
+  that made the coarser reference maps (:func:`cryomaps.signal.low_pass_to_resolution`, Gaussian
+  σ = 0.225·√(R² − d_g²)). A finer R, or none, leaves the output as it is (it cannot be sharpened).
+  - An unconditioned generator: d_g = :data:`UNCONDITIONED_OUTPUT_RESOLUTION`.
+  - A conditioned generator trained through that filter (``task.output_resolution``,
+    :class:`cryomaps.tasks.struc2map.Struc2MapTask`): the d_g its weights' metadata records.
+  - A conditioned generator trained to output maps at R directly: none (never filtered).
 """
 
 from __future__ import annotations
@@ -24,11 +27,20 @@ and 12 Å, filtering its output from 3.2 Å scores at least as well as treating 
 corr. about zero on EMD-21457 at 5 and 8 Å, lower by 0.007 and 0.001)."""
 
 
+def output_resolution(loaded: LoadedNetwork) -> float | None:
+    """Å: the resolution the generator's raw output is taken to have (module docstring), ``None`` for
+    a conditioned generator that outputs maps at the requested resolution itself."""
+    if not loaded.network.resolution_conditioned:
+        return UNCONDITIONED_OUTPUT_RESOLUTION
+    stored = loaded.metadata.get("output_resolution")
+    return None if stored is None else float(stored)
+
+
 def filters_output(loaded: LoadedNetwork, resolution: float | None) -> bool:
     """Whether :func:`generate_at_resolution` low-pass filters the generator's output to
-    ``resolution``: for an unconditioned generator asked for a resolution coarser than its output's."""
-    return (not loaded.network.resolution_conditioned and resolution is not None
-            and resolution > UNCONDITIONED_OUTPUT_RESOLUTION)
+    ``resolution``: when the generator has an output resolution and ``resolution`` is coarser."""
+    native = output_resolution(loaded)
+    return native is not None and resolution is not None and resolution > native
 
 
 def generate_at_resolution(
@@ -53,4 +65,4 @@ def generate_at_resolution(
     generated = generate_map(structure, loaded.network, loaded.metadata, padding, like, resolution, tiling)
     if not filters_output(loaded, resolution):
         return generated
-    return filtered_map(generated, UNCONDITIONED_OUTPUT_RESOLUTION, resolution)
+    return filtered_map(generated, output_resolution(loaded), resolution)
