@@ -115,16 +115,26 @@ DEFAULT_RESOLUTION = 3.0
 def assumed_resolution(structure: Structure, like: DensityMap | None) -> tuple[float, str]:
     """The resolution (Å) to condition a generator on when none is given, and how it was chosen.
 
-    With ``like``: the FSC-free spectral estimate of :func:`cryomaps.signal.resolution.spectral_resolution`
-    (the map's Fourier falloff against the model's molmap at twice the map's voxel size); without
-    it, or when the map follows the model too little to fit a falloff, :data:`DEFAULT_RESOLUTION`.
+    With ``like``: :func:`estimated_resolution` of that map; without it, or when the map follows
+    the model too little to fit a falloff, :data:`DEFAULT_RESOLUTION`.
     """
     if like is None:
         return DEFAULT_RESOLUTION, "the default; give --resolution to choose"
-    sharp = nyquist_resolution(like.voxel_size)
-    model = render_structure_array(structure, like.grid, model="molmap", resolution=sharp)
     try:
-        estimate = spectral_resolution(like.data, model, like.voxel_size, sharp)
+        estimate = estimated_resolution(like, structure)
     except ResolutionEstimateError as reason:
         return DEFAULT_RESOLUTION, f"the default: no estimate from the --like map ({reason})"
     return estimate, "estimated from the --like map by its Fourier falloff against the model's molmap"
+
+
+def estimated_resolution(density_map: DensityMap, structure: Structure) -> float:
+    """Å: the FSC-free spectral estimate of ``density_map``'s resolution
+    (:func:`cryomaps.signal.resolution.spectral_resolution`: the map's Fourier falloff against the
+    model's molmap at twice the map's voxel size).
+
+    Raises:
+        ResolutionEstimateError: the map follows the model too little to fit a falloff.
+    """
+    sharp = nyquist_resolution(density_map.voxel_size)
+    model = render_structure_array(structure, density_map.grid, model="molmap", resolution=sharp)
+    return spectral_resolution(density_map.data, model, density_map.voxel_size, sharp)

@@ -6,34 +6,65 @@ and of the evaluation report's ``generator`` method (:mod:`cryomaps.workflows.re
   (:func:`output_resolution`) and, when R is coarser, low-pass filtered from d_g to R with the filter
   that made the coarser reference maps (:func:`cryomaps.signal.low_pass_to_resolution`, Gaussian
   σ = 0.225·√(R² − d_g²)). A finer R, or none, leaves the output as it is (it cannot be sharpened).
-  - An unconditioned generator: d_g = :data:`UNCONDITIONED_OUTPUT_RESOLUTION`.
-  - A conditioned generator trained through that filter (``task.output_resolution``,
-    :class:`cryomaps.tasks.struc2map.Struc2MapTask`): the d_g its weights' metadata records.
-  - A conditioned generator trained to output maps at R directly: none (never filtered).
+  d_g is the one the weights' metadata records (``output_resolution``):
+  - the bundled generator's is measured (:func:`measured_output_resolution`: the median FSC-free
+    resolution estimate of its raw output on its training pairs);
+  - a conditioned generator trained through the filter records the one it was trained with
+    (``task.output_resolution``, :class:`cryomaps.tasks.struc2map.Struc2MapTask`).
+  Weights that record none: an unconditioned generator is taken to output maps at
+  :data:`UNCONDITIONED_OUTPUT_RESOLUTION`; a conditioned one to output maps at R (never filtered).
 """
 
 from __future__ import annotations
 
-from cryomaps.inference.generate import TilingOptions, generate_map
-from cryomaps.io import DensityMap, Structure
+from collections.abc import Sequence
+
+import numpy as np
+
+from cryomaps.data.manifest import ManifestEntry
+from cryomaps.errors import InputError
+from cryomaps.inference.generate import TilingOptions, estimated_resolution, generate_map
+from cryomaps.io import DensityMap, Structure, read_map, read_structure
 from cryomaps.models.weights import LoadedNetwork
 from cryomaps.signal import filtered_map
+from cryomaps.signal.resolution import ResolutionEstimateError
 
 UNCONDITIONED_OUTPUT_RESOLUTION = 3.2
-"""Å: the resolution an unconditioned generator's output is taken to have. The bundled generator's
-training targets are mostly 3.2 Å maps, as are its two held-out pairs. On those pairs filtered to 5, 8
-and 12 Å, filtering its output from 3.2 Å scores at least as well as treating the output as sharp
-(σ = 0.225·R) in 22 of the 24 cells of SSIM, Pearson and both ChimeraX correlations (the other two:
-corr. about zero on EMD-21457 at 5 and 8 Å, lower by 0.007 and 0.001)."""
+"""Å: the output resolution taken for an unconditioned generator whose weights record none (weights
+written before output resolutions were measured; the bundled generator's targets were mostly
+3.2 Å maps). The bundled generator records its measured one (4.3 Å: README "Generate")."""
 
 
 def output_resolution(loaded: LoadedNetwork) -> float | None:
-    """Å: the resolution the generator's raw output is taken to have (module docstring), ``None`` for
-    a conditioned generator that outputs maps at the requested resolution itself."""
-    if not loaded.network.resolution_conditioned:
-        return UNCONDITIONED_OUTPUT_RESOLUTION
+    """Å: the resolution the generator's raw output is taken to have (module docstring): the one its
+    weights' metadata records, else :data:`UNCONDITIONED_OUTPUT_RESOLUTION` for an unconditioned
+    generator and ``None`` for a conditioned one (it outputs maps at the requested resolution)."""
     stored = loaded.metadata.get("output_resolution")
-    return None if stored is None else float(stored)
+    if stored is not None:
+        return float(stored)
+    return None if loaded.network.resolution_conditioned else UNCONDITIONED_OUTPUT_RESOLUTION
+
+
+def measured_output_resolution(loaded: LoadedNetwork, pairs: Sequence[ManifestEntry], resolution: float | None = None) -> float:
+    """Å: the median over ``pairs`` of the FSC-free resolution estimate
+    (:func:`cryomaps.inference.generate.estimated_resolution`) of the generator's raw output on each
+    pair's map grid (conditioned on ``resolution`` for a conditioned generator); pairs whose output
+    gives no estimate are left out.
+
+    Raises:
+        InputError: no pair gives an estimate.
+    """
+    estimates = []
+    for entry in pairs:
+        structure = read_structure(entry.model_path, remove_waters=True, remove_hydrogens=True)
+        generated = generate_map(structure, loaded.network, loaded.metadata, like=read_map(entry.map_path), resolution=resolution)
+        try:
+            estimates.append(estimated_resolution(generated, structure))
+        except ResolutionEstimateError:
+            continue
+    if not estimates:
+        raise InputError(None, f"none of the {len(pairs)} pairs gives an estimate of the generator's output resolution")
+    return float(np.median(estimates))
 
 
 def filters_output(loaded: LoadedNetwork, resolution: float | None) -> bool:
