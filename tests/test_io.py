@@ -126,14 +126,31 @@ def test_shared_maps_round_trip_exactly(shared_pairs, tmp_path):
         np.testing.assert_array_equal(back.origin, original.origin)
 
 
-def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
-    def broken_set_data(self, data):
+@pytest.mark.parametrize("name", ["out.mrc", "out.mrc.gz"])
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch, name):
+    """A failure after the file was opened (here while the header is filled in) leaves nothing."""
+    import cryomaps.io.maps
+
+    def broken_geometry(header, density_map):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(mrcfile.mrcobject.MrcObject, "set_data", broken_set_data)
+    monkeypatch.setattr(cryomaps.io.maps, "_set_geometry", broken_geometry)
     with pytest.raises(RuntimeError):
-        write_map(tmp_path / "out.mrc", DensityMap(np.zeros((2, 2, 2)), 1.0, 0.0))
+        write_map(tmp_path / name, DensityMap(np.zeros((2, 2, 2)), 1.0, 0.0))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["out.mrc", "out.mrc.gz"])
+def test_written_header_statistics_are_those_of_the_data(tmp_path, name):
+    """DMIN/DMAX/DMEAN/RMS as mrcfile computes them from the data read back (float32 header fields)."""
+    rng = np.random.default_rng(3)
+    density = DensityMap(rng.normal(2.0, 3.0, (13, 7, 11)).astype(np.float32), (1.0, 1.5, 0.8), (1.0, 2.0, 3.0))
+    path = write_map(tmp_path / name, density)
+    with mrcfile.open(path) as mrc:
+        data, header = mrc.data.astype(np.float64), mrc.header
+        assert np.array_equal(mrc.data, density.data.transpose(2, 1, 0))
+        assert (float(header.dmin), float(header.dmax)) == (float(data.min()), float(data.max()))
+        np.testing.assert_allclose([header.dmean, header.rms], [data.mean(), data.std()], rtol=1e-6)
 
 
 def test_trilinear_sampling_is_exact_on_a_linear_field():

@@ -170,25 +170,59 @@ def write_map(path: str | os.PathLike, density_map: DensityMap, label: str = "wr
     """Write ``density_map`` atomically (temporary file in the same folder, then rename).
 
     A name ending in ``.gz`` is gzip-compressed. The header carries MAPC/MAPR/MAPS = 1, 2, 3,
-    NXSTART = 0, the ORIGIN field = ``density_map.origin`` and CELLA = shape * voxel size, so the
-    map overlays its model in ChimeraX and gemmi. Returns the path written.
+    NXSTART = 0, the ORIGIN field = ``density_map.origin``, CELLA = shape * voxel size and the
+    statistics DMIN/DMAX/DMEAN/RMS, so the map overlays its model in ChimeraX and gemmi. Returns the
+    path written.
 
     Raises:
         OutputError: the map holds NaN or infinite values (nothing is written).
     """
-    import mrcfile
-
     path = Path(path)
     check_finite(density_map.data, path)
-    compression = "gzip" if path.name.endswith(".gz") else None
     with atomic_output(path) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with mrcfile.new(temporary, overwrite=True, compression=compression) as mrc:
-            # One copy into the file's (z, y, x) order; set_data also fills the header statistics.
-            mrc.set_data(np.ascontiguousarray(density_map.data.transpose(2, 1, 0)))
-            _set_geometry(mrc.header, density_map)
-            mrc.add_label(label[:80])
+        if path.name.endswith(".gz"):
+            _write_compressed(temporary, density_map, label)
+        else:
+            _write_by_sections(temporary, density_map, label)
     return path
+
+
+def _write_compressed(path: Path, density_map: DensityMap, label: str) -> None:
+    """mrcfile writes the whole map, gzip-compressed: one copy into the file's (z, y, x) order;
+    ``set_data`` also fills the header statistics."""
+    import mrcfile
+
+    with mrcfile.new(path, overwrite=True, compression="gzip") as mrc:
+        mrc.set_data(np.ascontiguousarray(density_map.data.transpose(2, 1, 0), dtype=np.float32))
+        _set_geometry(mrc.header, density_map)
+        mrc.add_label(label[:80])
+
+
+def _write_by_sections(path: Path, density_map: DensityMap, label: str) -> None:
+    """mrcfile writes the header of a float32 file of the map's size; the data follow one z-section
+    at a time, each transposed into one reused (y, x) buffer, and the header statistics are summed
+    on the way. No full-size copy is made: a transposed copy of a large map into fresh memory costs
+    more than the rest of the write."""
+    import mrcfile
+
+    nx, ny, nz = density_map.data.shape
+    section = np.empty((ny, nx), dtype=np.float32)
+    total = total_squares = 0.0
+    with mrcfile.new_mmap(path, shape=(nz, ny, nx), mrc_mode=2, fill=None, overwrite=True) as mrc:
+        _set_geometry(mrc.header, density_map)
+        mrc.add_label(label[:80])
+        with open(path, "r+b") as stream:
+            stream.seek(mrc.header.nbytes + mrc.extended_header.nbytes)
+            for z in range(nz):
+                np.copyto(section, density_map.data[:, :, z].T)
+                stream.write(section)
+                total += float(section.sum(dtype=np.float64))
+                total_squares += float(np.square(section, dtype=np.float64).sum())
+        count = max(nx * ny * nz, 1)
+        mean = total / count
+        mrc.header.dmin, mrc.header.dmax = float(density_map.data.min()), float(density_map.data.max())
+        mrc.header.dmean, mrc.header.rms = mean, np.sqrt(max(total_squares / count - mean * mean, 0.0))
 
 
 def check_finite(data: np.ndarray, path: str | os.PathLike) -> None:
