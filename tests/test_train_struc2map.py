@@ -192,3 +192,21 @@ def test_finetune_with_an_override_the_weights_cannot_fit_is_one_line(tmp_path, 
     assert "do not fit the networks as changed by the override(s) model.generator.channels" in error[0]
     assert "(2, 1, 3, 3, 3) in the checkpoint, (4, 1, 3, 3, 3) here" in error[0]
     assert not run_dir.exists()
+
+
+def test_a_task_setting_the_task_refuses_is_one_line_and_leaves_no_run_folder(
+    tmp_path, curated_dir, tiny_unconditioned_weights, capsys
+):
+    """An output resolution for an unconditioned generator; a freeze prefix that matches nothing."""
+    cases = {
+        "output_resolution needs a resolution-conditioned generator": ["train", "task.output_resolution=3.2"],
+        "freeze prefix 'generator.no_such_layer' matches no parameter": [
+            "finetune", f"ckpt={tiny_unconditioned_weights}", "freeze=[generator.no_such_layer]"],
+    }
+    for expected, (command, *bad) in cases.items():
+        run_dir = tmp_path / command
+        status = cli_main([command, f"run_dir={run_dir}", f"data.curated_dir={curated_dir}", *TINY, *bad])
+        error = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(error) == 1, error
+        assert f"invalid task or model settings: {expected}" in error[0]
+        assert not run_dir.exists()

@@ -48,6 +48,8 @@ def build_task(config, model_hyperparameters: dict | None = None, frozen_prefixe
     Args:
         model_hyperparameters: network hyperparameters to use instead of ``config.model`` (fine-tuning
             takes them from the checkpoint so the architecture matches its weights).
+    Raises:
+        InputError: the task or a network refuses a setting (one line with its reason).
     """
     plain = to_plain(config)
     task_parameters = dict(plain["task"])
@@ -55,7 +57,10 @@ def build_task(config, model_hyperparameters: dict | None = None, frozen_prefixe
     networks = {**plain["model"], **(model_hyperparameters or {})}
     if frozen_prefixes:
         task_parameters["frozen_prefixes"] = list(frozen_prefixes)
-    return task_class(name)(**networks, **task_parameters)
+    try:
+        return task_class(name)(**networks, **task_parameters)
+    except (TypeError, ValueError) as error:  # a setting the task or a network refuses
+        raise InputError(None, f"invalid task or model settings: {' '.join(str(error).split())}") from None
 
 
 def build_datamodule(config):
