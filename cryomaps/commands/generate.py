@@ -13,9 +13,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--like", help="write the map on this reference map's grid (voxel size, origin, box)")
     parser.add_argument(
         "--resolution", type=options.resolution,
-        help="target resolution (Å): conditions a resolution-aware generator (default: estimated from the --like "
-        "map, else 3 Å, and printed); an unconditioned generator's output, taken to be at 3.2 Å, is low-pass "
-        "filtered to it with a Gaussian of σ = 0.225·√(resolution² − 3.2²) (as cryomaps evaluate target_resolution=R)",
+        help="target resolution (Å; default: estimated from the --like map and printed; without --like, the "
+        "generator's own output, or 3 Å for a conditioned generator): conditions a resolution-aware generator, "
+        "and the output is low-pass filtered from the generator's output resolution d (4.3 Å for the bundled "
+        "one) to it with a Gaussian of σ = 0.225·√(resolution² − d²), as cryomaps evaluate target_resolution=R",
     )
     parser.add_argument("--ckpt", help="generator weights (.pt) or training checkpoint (.ckpt); default: the bundled model")
     parser.add_argument("--padding", type=options.padding, default=8.0, help="Å of space around the model (default 8)")
@@ -54,12 +55,13 @@ def run(args) -> int:
     check_tiling(args, loaded, weights)
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
     resolution = args.resolution
-    if resolution is None and loaded.network.resolution_conditioned:
+    if resolution is None and (loaded.network.resolution_conditioned or like is not None):
         resolution, how = assumed_resolution(structure, like)
         print(f"assumed resolution {resolution:.1f} Å ({how})")
-    if resolution is not None and not loaded.network.resolution_conditioned and not filters_output(loaded, resolution):
-        print(f"--resolution {resolution:g} Å is not coarser than this unconditioned generator's output "
-              f"({output_resolution(loaded):g} Å): written unfiltered")
+    native = output_resolution(loaded)
+    if resolution is not None and native is not None and not filters_output(loaded, resolution):
+        print(f"resolution {resolution:.1f} Å is not coarser than this generator's output ({native:g} Å): "
+              "written unfiltered")
     generated = generate_at_resolution(structure, loaded, resolution, args.padding, like, tiling)
     write_map(args.output, generated, label=f"cryomaps generate {structure.n_atoms} atoms")
     print(
