@@ -214,7 +214,7 @@ def test_an_unconditioned_generator_at_target_resolution_is_the_map_generate_wri
     (row,) = read_csv(out / "metrics.csv")
     entry = next(e for e in read_manifest(manifest) if e.label == SPIKE)
     plain, coarse = tmp_path / "plain.mrc", tmp_path / "coarse.mrc"
-    for path, extra in ((plain, []), (coarse, ["--resolution", "8"])):
+    for path, extra in ((plain, ["--resolution", "3.2"]), (coarse, ["--resolution", "8"])):  # 3.2 Å: unfiltered
         arguments = ["generate", str(entry.model_path), "-o", str(path), "--like", str(entry.map_path),
                      "--ckpt", str(tiny_generator), "--overlap", "0", "--device", "cpu", *extra]
         with contextlib.redirect_stdout(io.StringIO()):
