@@ -7,8 +7,8 @@ experimental map with the model's atoms (:data:`METRICS`). Methods (:func:`check
 - ``generator``: the struc2map generator at the pair's resolution (the reported one, or
   ``target_resolution``) made as ``cryomaps generate --resolution`` makes it
   (:func:`cryomaps.workflows.generation.generate_at_resolution`: a resolution-conditioned generator
-  is conditioned on it, an unconditioned one's output is low-pass filtered to it), bundled weights
-  unless a weights file or checkpoint is given;
+  is conditioned on it, and the output is low-pass filtered to it from the generator's output
+  resolution), bundled weights unless a weights file or checkpoint is given;
 - ``molmap_<d>A`` (e.g. ``molmap_2A``, ``molmap_4.5A``): ChimeraX-style molmap at d Å;
 - ``molmap_reported``: molmap at the pair's resolution (reported, or ``target_resolution``);
 - ``peng``: the Peng electron potential with the model's B-factors, point sampled.
