@@ -303,3 +303,18 @@ def test_generate_like_a_coarse_map_gives_a_map_at_its_estimated_resolution(tmp_
     assert 6.5 < estimate < 10.0
     expected = generate_at_resolution(structure, bundled_generator, estimate, like=like, tiling=TilingOptions())
     np.testing.assert_allclose(read_map(output).data, expected.data, atol=1e-6)
+
+
+def test_a_bad_output_resolution_in_the_weights_is_one_line_naming_it(tmp_path, small_model, capsys):
+    from cryomaps.cli import main as cli_main
+    from cryomaps.io.weights import read_stored_network, write_weights_file
+    from cryomaps.io.weights import bundled_weights_path
+
+    stored = read_stored_network(bundled_weights_path("generator"), "generator")
+    weights = write_weights_file(tmp_path / "bad.pt", "generator", stored.state_dict, stored.hyperparameters,
+                                 {**stored.metadata, "output_resolution": "4.3 A"})
+    output = tmp_path / "out.mrc"
+    status = cli_main(["generate", str(small_model), "-o", str(output), "--ckpt", str(weights), "--resolution", "8"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(error) == 1 and not output.exists()
+    assert error[0].endswith(f"{weights}: generator weights metadata output_resolution must be a positive number of Å, got '4.3 A'")

@@ -77,12 +77,19 @@ def run(args) -> int:
 
 
 def check_tiling(args, loaded, weights) -> None:
-    """Refuse tiles the generator cannot take and weights without the metadata that prepares its input."""
+    """Refuse tiles the generator cannot take and weights without the metadata that prepares its
+    input or with an unusable output resolution."""
     from cryomaps.errors import InputError
+
+    from cryomaps.workflows.generation import output_resolution
 
     missing = [key for key in ("voxel_size", "input") if key not in loaded.metadata]
     if missing:
         raise InputError(weights, f"generator weights lack the metadata {', '.join(missing)}")
+    try:
+        output_resolution(loaded)
+    except InputError as error:
+        raise InputError(weights, error.problem) from None
     stride = loaded.network.stride
     if args.tiling == "blend" and args.tile_size % stride:
         raise InputError(None, f"--tile-size must be a multiple of the generator's stride {stride}, got {args.tile_size}")

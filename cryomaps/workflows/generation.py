@@ -38,11 +38,17 @@ written before output resolutions were measured; the bundled generator's targets
 def output_resolution(loaded: LoadedNetwork) -> float | None:
     """Å: the resolution the generator's raw output is taken to have (module docstring): the one its
     weights' metadata records, else :data:`UNCONDITIONED_OUTPUT_RESOLUTION` for an unconditioned
-    generator and ``None`` for a conditioned one (it outputs maps at the requested resolution)."""
+    generator and ``None`` for a conditioned one (it outputs maps at the requested resolution).
+
+    Raises:
+        InputError: the recorded one is not a positive number.
+    """
     stored = loaded.metadata.get("output_resolution")
-    if stored is not None:
-        return float(stored)
-    return None if loaded.network.resolution_conditioned else UNCONDITIONED_OUTPUT_RESOLUTION
+    if stored is None:
+        return None if loaded.network.resolution_conditioned else UNCONDITIONED_OUTPUT_RESOLUTION
+    if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not stored > 0:
+        raise InputError(None, f"generator weights metadata output_resolution must be a positive number of Å, got {stored!r}")
+    return float(stored)
 
 
 def measured_output_resolution(loaded: LoadedNetwork, pairs: Sequence[ManifestEntry], resolution: float | None = None) -> float:
