@@ -10,7 +10,8 @@ HELP = "generate an experimental-like map from a PDB/mmCIF model with the struc2
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="atomic model (.pdb/.cif, optionally .gz)")
     parser.add_argument("-o", "--output", required=True, type=options.output_file, help="output map (.mrc, .map or .mrc.gz)")
-    parser.add_argument("--like", help="write the map on this reference map's grid (voxel size, origin, box)")
+    parser.add_argument("--like", help="write the map on this reference map's grid (voxel size, origin, box) and, "
+                        "without --resolution, at that map's estimated resolution")
     parser.add_argument(
         "--resolution", type=options.resolution,
         help="target resolution (Å; default: estimated from the --like map and printed; without --like, the "
