@@ -39,7 +39,7 @@ def run(args) -> int:
     from cryomaps.io import read_map, read_structure, write_map
     from cryomaps.io.weights import bundled_weights_path
     from cryomaps.models.weights import load_network
-    from cryomaps.workflows.generation import filters_output, generate_at_resolution, output_resolution
+    from cryomaps.workflows.generation import generate_at_resolution, output_resolution
 
     started = time.perf_counter()
     options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},
@@ -60,7 +60,7 @@ def run(args) -> int:
         resolution, how = assumed_resolution(structure, like)
         print(f"assumed resolution {resolution:.1f} Å ({how})")
     native = output_resolution(loaded)
-    if resolution is not None and native is not None and not filters_output(loaded, resolution):
+    if resolution is not None and native is not None and resolution <= native:
         print(f"resolution {resolution:.1f} Å is not coarser than this generator's output ({native:g} Å): "
               "written unfiltered")
     generated = generate_at_resolution(structure, loaded, resolution, args.padding, like, tiling)

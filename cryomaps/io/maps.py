@@ -201,28 +201,35 @@ def _write_compressed(path: Path, density_map: DensityMap, label: str) -> None:
 
 def _write_by_sections(path: Path, density_map: DensityMap, label: str) -> None:
     """mrcfile writes the header of a float32 file of the map's size; the data follow one z-section
-    at a time, each transposed into one reused (y, x) buffer, and the header statistics are summed
-    on the way. No full-size copy is made: a transposed copy of a large map into fresh memory costs
-    more than the rest of the write."""
+    at a time (:func:`_write_sections`), and the header statistics come from those sections. No
+    full-size copy is made: a transposed copy of a large map into fresh memory costs more than the
+    rest of the write."""
     import mrcfile
 
     nx, ny, nz = density_map.data.shape
-    section = np.empty((ny, nx), dtype=np.float32)
-    total = total_squares = 0.0
     with mrcfile.new_mmap(path, shape=(nz, ny, nx), mrc_mode=2, fill=None, overwrite=True) as mrc:
         _set_geometry(mrc.header, density_map)
         mrc.add_label(label[:80])
         with open(path, "r+b") as stream:
             stream.seek(mrc.header.nbytes + mrc.extended_header.nbytes)
-            for z in range(nz):
-                np.copyto(section, density_map.data[:, :, z].T)
-                stream.write(section)
-                total += float(section.sum(dtype=np.float64))
-                total_squares += float(np.square(section, dtype=np.float64).sum())
-        count = max(nx * ny * nz, 1)
-        mean = total / count
-        mrc.header.dmin, mrc.header.dmax = float(density_map.data.min()), float(density_map.data.max())
-        mrc.header.dmean, mrc.header.rms = mean, np.sqrt(max(total_squares / count - mean * mean, 0.0))
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean, mrc.header.rms = _write_sections(stream, density_map.data)
+
+
+def _write_sections(stream, data: np.ndarray) -> tuple[float, float, float, float]:
+    """Write ``data`` (x, y, z) to ``stream`` in the file's (z, y, x) order, each z-section transposed
+    into one reused float32 (y, x) buffer; returns its min, max, mean and RMS deviation."""
+    nx, ny, nz = data.shape
+    section = np.empty((ny, nx), dtype=np.float32)
+    minimum, maximum, total, total_squares = np.inf, -np.inf, 0.0, 0.0
+    for z in range(nz):
+        np.copyto(section, data[:, :, z].T)
+        stream.write(section)
+        minimum, maximum = min(minimum, float(section.min())), max(maximum, float(section.max()))
+        total += float(section.sum(dtype=np.float64))
+        total_squares += float(np.square(section, dtype=np.float64).sum())
+    count = max(nx * ny * nz, 1)
+    mean = total / count
+    return minimum, maximum, mean, float(np.sqrt(max(total_squares / count - mean * mean, 0.0)))
 
 
 def check_finite(data: np.ndarray, path: str | os.PathLike) -> None:

@@ -100,6 +100,4 @@ def generate_at_resolution(
         tiling: how the generator runs over the map.
     """
     generated = generate_map(structure, loaded.network, loaded.metadata, padding, like, resolution, tiling)
-    if not filters_output(loaded, resolution):
-        return generated
-    return filtered_map(generated, output_resolution(loaded), resolution)
+    return filtered_map(generated, output_resolution(loaded), resolution) if filters_output(loaded, resolution) else generated
