@@ -193,9 +193,9 @@ def _conditioned_weights(tmp_path, output_resolution):
 
 
 def test_a_conditioned_generator_trained_through_the_filter_is_filtered_to_r_when_generating(tmp_path, small_model):
-    """The rule of :mod:`cryomaps.workflows.generation`: filtered from the stored output resolution
-    (conditioned through the filter) or from 3.2 Å (unconditioned); never for a conditioned generator
-    that outputs maps at R itself."""
+    """The rule of :mod:`cryomaps.workflows.generation` for conditioned generators: filtered from the
+    output resolution stored with the weights (trained through the filter); never when none is stored
+    (the generator outputs maps at R itself)."""
     from cryomaps.inference.generate import TilingOptions, generate_map
     from cryomaps.signal import filtered_map
     from cryomaps.workflows.generation import filters_output, generate_at_resolution, output_resolution
