@@ -8,6 +8,9 @@ Pearson and ChimeraX correlations of:
 - the bundled generator's raw output filtered to R from several assumed output resolutions d_g
   (the shipped d_g is measured, README "Generate"; a larger d_g filters less);
 - blends (1 − w)·generator + w·molmap at R, each scaled to unit standard deviation, w from 0 to 1;
+- the generator run with other tile sizes and overlaps, and averaged over tile grids shifted by
+  0–28 voxels (the tiling-independent output: each tile's InstanceNorms see only that tile, so
+  where tiles fall changes the map's low frequencies);
 - molmap at R − 1, R and R + 1 Å.
 
 The shared data must be in place. Run from the repository::
@@ -24,8 +27,9 @@ import numpy as np
 
 from cryomaps.data.manifest import read_manifest
 from cryomaps.data_root import find_data_root
-from cryomaps.inference.generate import generate_map
-from cryomaps.io import DensityMap, read_map, read_structure
+from cryomaps.inference.generate import TilingOptions, generate_map
+from cryomaps.io import DensityMap, Grid, read_map, read_structure
+from cryomaps.io.maps import resample_map
 from cryomaps.io.atomic import write_json_atomically
 from cryomaps.io.weights import bundled_weights_path
 from cryomaps.metrics.evaluation import evaluate_maps
@@ -36,6 +40,8 @@ from cryomaps.signal import filtered_map
 REPO = Path(__file__).resolve().parents[1]
 ASSUMED_OUTPUT_RESOLUTIONS = (3.2, 4.3, 5.0, 5.5, 6.0)
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TILINGS = ((32, 16), (48, 32), (64, 16))
+TILE_GRID_SHIFTS = (0, 4, 8, 12, 16, 20, 24, 28)
 SCORES = ("pearson", "corr_about_mean")
 
 
@@ -51,6 +57,7 @@ def main() -> int:
     target = filtered_map(experimental, entry.reported_resolution_A, args.resolution)
     generator = load_network(bundled_weights_path("generator"), "generator")
     raw = generate_map(structure, generator.network, generator.metadata, like=experimental)
+    d_g = generator.metadata["output_resolution"]
 
     def scores(density: np.ndarray) -> dict[str, float]:
         result = evaluate_maps(DensityMap.from_grid(density.astype(np.float32), target.grid), target)
@@ -60,13 +67,22 @@ def main() -> int:
         return render_structure_array(structure, target.grid, model="molmap", resolution=resolution)
 
     filtered = {d_g: filtered_map(raw, d_g, args.resolution).data for d_g in ASSUMED_OUTPUT_RESOLUTIONS if d_g < args.resolution}
-    shipped = filtered[generator.metadata["output_resolution"]]
+    shipped = filtered[d_g]
     matched = molmap(args.resolution)
     rows = [{"map": f"generator, d_g = {d_g:g} Å", **scores(data)} for d_g, data in filtered.items()]
     rows += [
         {"map": f"blend w = {w:g}", **scores((1 - w) * shipped / shipped.std() + w * matched / matched.std())}
         for w in BLEND_WEIGHTS
     ]
+    rows += [
+        {"map": f"generator, tiles {size}/{overlap}", **scores(filtered_map(generate_map(
+            structure, generator.network, generator.metadata, like=experimental,
+            tiling=TilingOptions(tile_size=size, overlap=overlap)), d_g, args.resolution).data)}
+        for size, overlap in TILINGS
+    ]
+    shifted = np.mean([shifted_tiles_output(structure, generator, experimental, shift) for shift in TILE_GRID_SHIFTS], axis=0)
+    rows.append({"map": f"generator, {len(TILE_GRID_SHIFTS)} tile grids", **scores(filtered_map(
+        DensityMap.from_grid(shifted.astype(np.float32), experimental.grid), d_g, args.resolution).data)})
     rows += [{"map": f"molmap {r:g} Å", **scores(molmap(r))} for r in (args.resolution - 1, args.resolution, args.resolution + 1)]
     print(f"{args.pair}, target filtered from {entry.reported_resolution_A:g} to {args.resolution:g} Å")
     print(f"{'map':<24}" + "".join(f"{name:>18}" for name in SCORES))
@@ -75,6 +91,16 @@ def main() -> int:
     write_json_atomically(Path(args.json), {"pair": args.pair, "resolution": args.resolution, "rows": rows})
     print(f"wrote {args.json}")
     return 0
+
+
+def shifted_tiles_output(structure, generator, experimental: DensityMap, shift: int) -> np.ndarray:
+    """The generator's raw output on ``experimental``'s grid with its tile grid moved by ``shift``
+    voxels along each axis: generated on the 1 Å grid of the map extended by ``shift`` voxels at
+    the low faces, then resampled onto the map's grid (as :func:`generate_map` with ``like``)."""
+    fine = experimental.grid.resampled_isotropic(float(generator.metadata["voxel_size"]))
+    extended = Grid(tuple(n + shift for n in fine.shape), fine.voxel_size, fine.origin - shift * fine.voxel_size)
+    generated = generate_map(structure, generator.network, generator.metadata, like=DensityMap.from_grid(np.zeros(extended.shape, np.float32), extended))
+    return resample_map(generated, experimental.grid).data
 
 
 if __name__ == "__main__":
