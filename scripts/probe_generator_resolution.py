@@ -8,9 +8,10 @@ Pearson and ChimeraX correlations of:
 - the bundled generator's raw output filtered to R from several assumed output resolutions d_g
   (the shipped d_g is measured, README "Generate"; a larger d_g filters less);
 - blends (1 − w)·generator + w·molmap at R, each scaled to unit standard deviation, w from 0 to 1;
-- the generator run with other tile sizes and overlaps, and averaged over tile grids shifted by
-  0–28 voxels (the tiling-independent output: each tile's InstanceNorms see only that tile, so
-  where tiles fall changes the map's low frequencies);
+- the generator with other tile sizes and overlaps, and with its tile grid shifted by 8 steps of
+  stride/8 voxels: the lowest and highest score over the shifts, and the score of their average
+  map (each tile's InstanceNorms see only that tile, so where tiles fall changes the map's low
+  frequencies);
 - molmap at R − 1, R and R + 1 Å.
 
 The shared data must be in place. Run from the repository::
@@ -40,8 +41,10 @@ from cryomaps.signal import filtered_map
 REPO = Path(__file__).resolve().parents[1]
 ASSUMED_OUTPUT_RESOLUTIONS = (3.2, 4.3, 5.0, 5.5, 6.0)
 BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
-TILINGS = ((32, 16), (48, 32), (64, 16))
-TILE_GRID_SHIFTS = (0, 4, 8, 12, 16, 20, 24, 28)
+SHIFTED_TILINGS = ((48, 16), (32, 16))
+"""(tile size, overlap) in voxels run with their tile grid shifted by 8 steps of stride/8 voxels."""
+TILINGS = ((48, 32), (64, 16))
+"""(tile size, overlap) run once."""
 SCORES = ("pearson", "corr_about_mean")
 
 
@@ -66,41 +69,51 @@ def main() -> int:
     def molmap(resolution: float) -> np.ndarray:
         return render_structure_array(structure, target.grid, model="molmap", resolution=resolution)
 
-    filtered = {d_g: filtered_map(raw, d_g, args.resolution).data for d_g in ASSUMED_OUTPUT_RESOLUTIONS if d_g < args.resolution}
+    filtered = {assumed: filtered_map(raw, assumed, args.resolution).data for assumed in ASSUMED_OUTPUT_RESOLUTIONS if assumed < args.resolution}
     shipped = filtered[d_g]
     matched = molmap(args.resolution)
-    rows = [{"map": f"generator, d_g = {d_g:g} Å", **scores(data)} for d_g, data in filtered.items()]
+    rows = [{"map": f"generator, d_g = {assumed:g} Å", **scores(data)} for assumed, data in filtered.items()]
     rows += [
         {"map": f"blend w = {w:g}", **scores((1 - w) * shipped / shipped.std() + w * matched / matched.std())}
         for w in BLEND_WEIGHTS
     ]
+    for size, overlap in SHIFTED_TILINGS:
+        stride = size - overlap
+        outputs = [shifted_tiles_output(structure, generator, experimental, TilingOptions(size, overlap), shift)
+                   for shift in range(0, stride, stride // 8)]
+        shifted = [scores(filtered_map(output, d_g, args.resolution).data) for output in outputs]
+        average = DensityMap.from_grid(np.mean([output.data for output in outputs], axis=0), experimental.grid)
+        rows += [
+            {"map": f"tiles {size}/{overlap}, shift 0", **shifted[0]},
+            {"map": f"tiles {size}/{overlap}, 8 shifts: lowest", **{name: min(row[name] for row in shifted) for name in SCORES}},
+            {"map": f"tiles {size}/{overlap}, 8 shifts: highest", **{name: max(row[name] for row in shifted) for name in SCORES}},
+            {"map": f"tiles {size}/{overlap}, average map", **scores(filtered_map(average, d_g, args.resolution).data)},
+        ]
     rows += [
-        {"map": f"generator, tiles {size}/{overlap}", **scores(filtered_map(generate_map(
+        {"map": f"tiles {size}/{overlap}", **scores(filtered_map(generate_map(
             structure, generator.network, generator.metadata, like=experimental,
             tiling=TilingOptions(tile_size=size, overlap=overlap)), d_g, args.resolution).data)}
         for size, overlap in TILINGS
     ]
-    shifted = np.mean([shifted_tiles_output(structure, generator, experimental, shift) for shift in TILE_GRID_SHIFTS], axis=0)
-    rows.append({"map": f"generator, {len(TILE_GRID_SHIFTS)} tile grids", **scores(filtered_map(
-        DensityMap.from_grid(shifted.astype(np.float32), experimental.grid), d_g, args.resolution).data)})
     rows += [{"map": f"molmap {r:g} Å", **scores(molmap(r))} for r in (args.resolution - 1, args.resolution, args.resolution + 1)]
     print(f"{args.pair}, target filtered from {entry.reported_resolution_A:g} to {args.resolution:g} Å")
-    print(f"{'map':<24}" + "".join(f"{name:>18}" for name in SCORES))
+    print(f"{'map':<34}" + "".join(f"{name:>18}" for name in SCORES))
     for row in rows:
-        print(f"{row['map']:<24}" + "".join(f"{row[name]:>18.3f}" for name in SCORES))
+        print(f"{row['map']:<34}" + "".join(f"{row[name]:>18.3f}" for name in SCORES))
     write_json_atomically(Path(args.json), {"pair": args.pair, "resolution": args.resolution, "rows": rows})
     print(f"wrote {args.json}")
     return 0
 
 
-def shifted_tiles_output(structure, generator, experimental: DensityMap, shift: int) -> np.ndarray:
+def shifted_tiles_output(structure, generator, experimental: DensityMap, tiling: TilingOptions, shift: int) -> DensityMap:
     """The generator's raw output on ``experimental``'s grid with its tile grid moved by ``shift``
     voxels along each axis: generated on the 1 Å grid of the map extended by ``shift`` voxels at
     the low faces, then resampled onto the map's grid (as :func:`generate_map` with ``like``)."""
     fine = experimental.grid.resampled_isotropic(float(generator.metadata["voxel_size"]))
     extended = Grid(tuple(n + shift for n in fine.shape), fine.voxel_size, fine.origin - shift * fine.voxel_size)
-    generated = generate_map(structure, generator.network, generator.metadata, like=DensityMap.from_grid(np.zeros(extended.shape, np.float32), extended))
-    return resample_map(generated, experimental.grid).data
+    like = DensityMap.from_grid(np.zeros(extended.shape, np.float32), extended)
+    generated = generate_map(structure, generator.network, generator.metadata, like=like, tiling=tiling)
+    return resample_map(generated, experimental.grid)
 
 
 if __name__ == "__main__":
