@@ -187,14 +187,22 @@ def test_target_resolution_filters_the_reference_and_evaluates_molmap_there(mani
     assert float(matched["pearson"]) == pytest.approx(expected["pearson"], rel=1e-4)
 
 
-def test_target_resolution_finer_than_the_map_is_skipped_and_a_bad_value_is_one_line(manifest, tmp_path, capsys):
+def test_a_pair_that_cannot_be_filtered_to_target_resolution_is_skipped_and_none_is_one_line(manifest, tmp_path, capsys):
+    """A pair without a reported resolution is skipped at a target resolution and the other scored;
+    a target finer than every pair's map, or not a positive number, is one line, exit 2, no report."""
     out = tmp_path / "report"
-    status, _ = evaluate(f"manifest={manifest}", f"out={out}", "split=val", "target_resolution=2", "methods=[molmap_2A]")
+    status, _ = evaluate(f"manifest={manifest}", f"out={out}", "target_resolution=5", "methods=[molmap_2A]")
     assert status == 0
-    (row,) = read_csv(out / "metrics.csv")
-    assert row["status"] == "skipped" and "finer than the map's reported 3.2" in row["reason"]
-    status, _ = evaluate(f"manifest={manifest}", f"out={tmp_path / 'bad'}", "target_resolution=-1", "methods=[molmap_2A]")
-    assert status == 2 and "target_resolution must be a positive number" in capsys.readouterr().err
+    rows = {row["pair"]: row for row in read_csv(out / "metrics.csv")}
+    assert rows[SPIKE]["status"] == "ok" and float(rows[SPIKE]["resolution_A"]) == 5.0
+    assert rows[STRUDEL]["status"] == "skipped" and "needs the map's reported resolution" in rows[STRUDEL]["reason"]
+    capsys.readouterr()
+    for setting, message in (("target_resolution=2", "finer than the map's reported 3.2"),
+                             ("target_resolution=-1", "target_resolution must be a positive number")):
+        status, _ = evaluate(f"manifest={manifest}", f"out={tmp_path / 'bad'}", "split=val", setting, "methods=[molmap_2A]")
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(err) == 1 and message in err[0], err
+        assert not (tmp_path / "bad").exists()
 
 
 def test_an_unconditioned_generator_at_target_resolution_is_the_map_generate_writes(manifest, tiny_generator, tmp_path):

@@ -469,3 +469,16 @@ def test_structure_read_in_a_forked_child_equals_the_direct_read(small_model, tm
     assert forked["elements"] == direct.elements.tolist() and forked["b"] == direct.b_factors.tolist()
     assert forked["names"] == direct.atom_names.tolist() and forked["chains"] == direct.chain_ids.tolist()
     assert forked["error"][0] == "InputError" and "occupancy" in forked["error"][1] and forked["error"][2] == str(bad)
+
+
+def test_a_file_the_safe_unpickler_refuses_is_one_line_without_torch_advice_to_load_it_unsafely(tmp_path):
+    """torch's message leads with advice to retry with weights_only=False; the user gets the reason."""
+    from cryomaps.io.weights import read_weights_content
+
+    path = tmp_path / "notes.pt"
+    path.write_text("# a text file, not weights\n")
+    with pytest.raises(InputError) as refused:
+        read_weights_content(path)
+    message = str(refused.value)
+    assert "notes.pt" in message and "Unsupported operand" in message
+    assert "weights_only" not in message and "\n" not in message

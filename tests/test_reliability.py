@@ -163,7 +163,8 @@ def bad(data_root, tmp_path_factory) -> dict[str, Path]:
 
 
 def _write_checksum_manifests(folder: Path, data_root: Path, files: dict) -> None:
-    """A manifest row whose map_sha256 does not match the file (and one whose model_sha256 does not)."""
+    """A manifest row whose map_sha256 does not match the file, one whose model_sha256 does not, and
+    a correct one (for bad report settings)."""
     pair = data_root / "pairs" / PAIR
     digest = hashlib.sha256((pair / PAIR_MAP).read_bytes()).hexdigest()
     model_digest = hashlib.sha256((pair / PAIR_MODEL).read_bytes()).hexdigest()
@@ -171,6 +172,7 @@ def _write_checksum_manifests(folder: Path, data_root: Path, files: dict) -> Non
     rows = {
         "wrong_map_sha.csv": f"spike,EMD-21457,6vyb,3.2,no,val,{pair / PAIR_MAP},{pair / PAIR_MODEL},{'0' * 64},{model_digest},\n",
         "wrong_model_sha.csv": f"spike,EMD-21457,6vyb,3.2,no,val,{pair / PAIR_MAP},{pair / PAIR_MODEL},{digest},{'0' * 64},\n",
+        "spike.csv": f"spike,EMD-21457,6vyb,3.2,no,val,{pair / PAIR_MAP},{pair / PAIR_MODEL},{digest},{model_digest},\n",
     }
     for name, row in rows.items():
         files[name] = folder / name
@@ -375,6 +377,11 @@ MANIFEST_CASES = [
     (["evaluate", "manifest={wrong_model_sha.csv}", "out=@e"], ["sha256"]),
     (["evaluate", "manifest={not_utf8.csv}", "out=@e"], ["not_utf8.csv"]),
     (["fetch", "{not_utf8.csv}", "--out", "@f"], ["not_utf8.csv"]),
+    *[(["evaluate", "manifest={spike.csv}", "out=@e", setting], phrases) for setting, phrases in (
+        ("tiling.tile_size=30", ["tiling.tile_size", "stride 4"]), ("tiling.tile_size=abc", ["tiling.tile_size", "integer"]),
+        ("tiling.overlap=48", ["tiling.overlap", "smaller"]), ("tiling.overlap=-1", ["tiling.overlap", "integer"]),
+        ("tiling.batch_size=0", ["tiling.batch_size", "integer"]), ("target_resolution=2", ["target_resolution=2", "finer", "3.2"]),
+        ("generator_ckpt={not_utf8.csv}", ["not_utf8.csv", "weights"]))],
 ]
 
 

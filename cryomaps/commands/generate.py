@@ -39,7 +39,7 @@ def run(args) -> int:
     from cryomaps.io import read_map, read_structure, write_map
     from cryomaps.io.weights import bundled_weights_path
     from cryomaps.models.weights import load_network
-    from cryomaps.workflows.generation import generate_at_resolution, output_resolution
+    from cryomaps.workflows.generation import check_generator, generate_at_resolution, output_resolution
 
     started = time.perf_counter()
     options.check_distinct_paths({"MODEL": args.model, "--like": args.like, "--ckpt": args.ckpt},
@@ -53,8 +53,8 @@ def run(args) -> int:
     args.overlap = TilingOptions.overlap if args.overlap is None else args.overlap
     weights = args.ckpt or bundled_weights_path("generator")
     loaded = load_network(weights, "generator")
-    check_tiling(args, loaded, weights)
     tiling = TilingOptions(args.tile_size, args.overlap, args.tiling, args.batch_size, args.device, progress=True)
+    check_generator(loaded, weights, tiling)
     resolution = args.resolution
     if resolution is None and (loaded.network.resolution_conditioned or like is not None):
         resolution, how = assumed_resolution(structure, like)
@@ -75,24 +75,3 @@ def run(args) -> int:
         save_central_slices(args.png, generated, {}, reference_name="generated")
         print(f"wrote {args.png}")
     return 0
-
-
-def check_tiling(args, loaded, weights) -> None:
-    """Refuse tiles the generator cannot take and weights without the metadata that prepares its
-    input or with an unusable output resolution."""
-    from cryomaps.errors import InputError
-
-    from cryomaps.workflows.generation import output_resolution
-
-    missing = [key for key in ("voxel_size", "input") if key not in loaded.metadata]
-    if missing:
-        raise InputError(weights, f"generator weights lack the metadata {', '.join(missing)}")
-    try:
-        output_resolution(loaded)
-    except InputError as error:
-        raise InputError(weights, error.problem) from None
-    stride = loaded.network.stride
-    if args.tiling == "blend" and args.tile_size % stride:
-        raise InputError(None, f"--tile-size must be a multiple of the generator's stride {stride}, got {args.tile_size}")
-    if args.tiling == "blend" and args.overlap >= args.tile_size:
-        raise InputError(None, f"--overlap must be smaller than --tile-size {args.tile_size}, got {args.overlap}")

@@ -63,6 +63,16 @@ def write_weights_file(
     return path
 
 
+def load_failure(error: Exception) -> str:
+    """One line saying why ``torch.load(..., weights_only=True)`` failed: the unpickler's own reason
+    when torch gives one (its message otherwise leads with advice to load the file unsafely), else
+    the first line of the message."""
+    text = str(error).strip() or type(error).__name__
+    _, found, reason = text.partition("WeightsUnpickler error:")
+    reason = reason.strip().splitlines()[0] if found and reason.strip() else ""
+    return f"the safe unpickler refused it: {reason}" if reason else text.splitlines()[0]
+
+
 def read_weights_content(path: str | os.PathLike) -> dict:
     """The dict stored in a weights or checkpoint file (anything else is an :class:`InputError`)."""
     path = require_file(path, "weights file", missing="weights or checkpoint file")
@@ -71,8 +81,7 @@ def read_weights_content(path: str | os.PathLike) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        text = str(error).strip() or type(error).__name__
-        raise InputError(path, f"not a loadable weights/checkpoint file ({text.splitlines()[0]})") from None
+        raise InputError(path, f"not a loadable weights/checkpoint file ({load_failure(error)})") from None
     if not isinstance(content, dict):
         raise InputError(path, f"holds a {type(content).__name__}, not a cryomaps weights file or checkpoint")
     return content

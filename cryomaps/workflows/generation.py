@@ -17,7 +17,7 @@ and of the evaluation report's ``generator`` method (:mod:`cryomaps.workflows.re
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,6 +49,41 @@ def output_resolution(loaded: LoadedNetwork) -> float | None:
     if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not stored > 0:
         raise InputError(None, f"generator weights metadata output_resolution must be a positive number of Å, got {stored!r}")
     return float(stored)
+
+
+TILING_OPTION_NAMES = {"tile_size": "--tile-size", "overlap": "--overlap"}
+"""How ``cryomaps generate`` spells the tiling settings in its messages (:func:`check_generator`)."""
+
+
+def check_generator(loaded: LoadedNetwork, weights, tiling: TilingOptions,
+                    option_names: Mapping[str, str] = TILING_OPTION_NAMES) -> None:
+    """Refuse generator weights without the metadata that prepares their input or with an unusable
+    output resolution, and blend tiles the generator cannot take.
+
+    Args:
+        loaded: the generator and its weights file's metadata.
+        weights: the weights file, named in the messages.
+        tiling: how the generator is to run.
+        option_names: how the user spelled ``tile_size`` and ``overlap`` (``--tile-size``, or
+            ``tiling.tile_size`` in a config).
+
+    Raises:
+        InputError: one line naming the weights file or the option.
+    """
+    missing = [key for key in ("voxel_size", "input") if key not in loaded.metadata]
+    if missing:
+        raise InputError(weights, f"generator weights lack the metadata {', '.join(missing)}")
+    try:
+        output_resolution(loaded)
+    except InputError as error:
+        raise InputError(weights, error.problem) from None
+    if tiling.mode != "blend":
+        return
+    tile_size, overlap, stride = option_names["tile_size"], option_names["overlap"], loaded.network.stride
+    if tiling.tile_size < 1 or tiling.tile_size % stride:
+        raise InputError(None, f"{tile_size} must be a positive multiple of the generator's stride {stride}, got {tiling.tile_size}")
+    if not 0 <= tiling.overlap < tiling.tile_size:
+        raise InputError(None, f"{overlap} must be at least 0 and smaller than {tile_size} {tiling.tile_size}, got {tiling.overlap}")
 
 
 def measured_output_resolution(loaded: LoadedNetwork, pairs: Sequence[ManifestEntry], resolution: float | None = None) -> float:

@@ -55,7 +55,7 @@ from cryomaps.metrics.figures import save_central_slices, save_fsc_curves, save_
 from cryomaps.metrics.fsc import fourier_shell_correlation
 from cryomaps.render import render_structure_array
 from cryomaps.signal import filtered_map
-from cryomaps.workflows.generation import generate_at_resolution
+from cryomaps.workflows.generation import check_generator, generate_at_resolution
 
 METRICS = ("ssim", "pearson", "corr_about_zero", "corr_about_mean", "masked_corr", "fsc_0.5_A", "fsc_0.143_A")
 """The columns of :func:`cryomaps.metrics.evaluate_maps` with ``model_coords`` (resolutions in Å)."""
@@ -96,7 +96,6 @@ class ReportOptions:
     def from_config(cls, config) -> "ReportOptions":
         """Options from the composed ``evaluate`` config; raises InputError for unknown methods."""
         methods = [config.methods] if isinstance(config.methods, str) else list(config.methods)
-        tiling = config.tiling
         target = config.get("target_resolution")
         if target is not None and not (isinstance(target, (int, float)) and target > 0):
             raise InputError(None, f"target_resolution must be a positive number of Å, got {target!r}")
@@ -106,12 +105,7 @@ class ReportOptions:
             mask_radius=float(config.mask_radius),
             remove_waters=bool(config.remove_waters),
             remove_hydrogens=bool(config.remove_hydrogens),
-            tiling=TilingOptions(
-                tile_size=int(tiling.tile_size),
-                overlap=int(tiling.overlap),
-                batch_size=int(tiling.batch_size),
-                device=tiling.device,
-            ),
+            tiling=tiling_from_config(config.tiling),
             target_resolution=None if target is None else float(target),
         )
 
@@ -147,6 +141,24 @@ class Report:
     methods: tuple[str, ...]
     rows: list[dict]
     summary: list[dict]
+
+
+TILING_LIMITS = {"tile_size": (8, 256), "overlap": (0, None), "batch_size": (1, 4096)}
+"""Inclusive bounds of the config's integer ``tiling`` settings (those of ``cryomaps generate``'s options)."""
+
+TILING_OPTION_NAMES = {key: f"tiling.{key}" for key in TILING_LIMITS}
+"""How the config spells the tiling settings in messages."""
+
+
+def tiling_from_config(tiling) -> TilingOptions:
+    """The composed config's ``tiling`` group as :class:`TilingOptions`; raises InputError naming the
+    first setting that is not an integer within :data:`TILING_LIMITS`."""
+    for key, (low, high) in TILING_LIMITS.items():
+        value = tiling[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+            raise InputError(None, f"{TILING_OPTION_NAMES[key]} must be an integer {bounds}, got {value!r}")
+    return TilingOptions(tile_size=tiling.tile_size, overlap=tiling.overlap, batch_size=tiling.batch_size, device=tiling.device)
 
 
 def check_methods(methods: Sequence[str]) -> tuple[str, ...]:
@@ -200,7 +212,8 @@ def write_report(
         progress: called with one line per pair as it is done.
     """
     check_local_files(entries)
-    generator = load_generator(options.generator_ckpt) if "generator" in options.methods else None
+    generator = load_generator(options.generator_ckpt, options.tiling) if "generator" in options.methods else None
+    check_target_resolution(entries, options.target_resolution)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -228,15 +241,37 @@ def check_local_files(entries: Sequence[ManifestEntry]) -> None:
                 raise InputError(path, f"{entry.label}: the {kind} is not a local file (run cryomaps fetch first)")
 
 
-def load_generator(checkpoint: Path | None) -> LoadedNetwork:
-    """The generator from ``checkpoint``, or the bundled weights when it is ``None``."""
+def load_generator(checkpoint: Path | None, tiling: TilingOptions) -> LoadedNetwork:
+    """The generator from ``checkpoint``, or the bundled weights when it is ``None``, checked to run
+    with ``tiling`` (:func:`cryomaps.workflows.generation.check_generator`)."""
     if checkpoint is None:
         checkpoint = bundled_weights_path("generator")
         if not checkpoint.is_file():
             raise InputError(
                 checkpoint, "bundled generator weights not installed: give generator_ckpt=PATH or leave out generator"
             )
-    return load_network(checkpoint, "generator")
+    loaded = load_network(checkpoint, "generator")
+    check_generator(loaded, checkpoint, tiling, TILING_OPTION_NAMES)
+    return loaded
+
+
+def target_unavailable(reported_resolution: float | None, target: float) -> str:
+    """Why a map of ``reported_resolution`` Å cannot be evaluated at ``target`` Å ("" when it can)."""
+    if reported_resolution is None:
+        return f"target_resolution={target:g} needs the map's reported resolution; the manifest gives none"
+    if target < reported_resolution:
+        return f"target_resolution={target:g} Å is finer than the map's reported {reported_resolution:g} Å"
+    return ""
+
+
+def check_target_resolution(entries: Sequence[ManifestEntry], target: float | None) -> None:
+    """Raise InputError when ``target`` (Å) is given and no pair can be evaluated at it."""
+    if target is None:
+        return
+    reasons = [target_unavailable(entry.reported_resolution_A, target) for entry in entries]
+    if all(reasons):
+        others = {0: "", 1: " (and 1 other pair)"}.get(len(entries) - 1, f" (and {len(entries) - 1} other pairs)")
+        raise InputError(None, f"no pair can be evaluated: {entries[0].label}: {reasons[0]}{others}")
 
 
 def load_pair(entry: ManifestEntry, options: ReportOptions) -> Pair:
@@ -248,11 +283,8 @@ def load_pair(entry: ManifestEntry, options: ReportOptions) -> Pair:
     target = options.target_resolution
     if target is None:
         return pair
-    if pair.resolution is None:
-        pair.unavailable = f"target_resolution={target:g} needs the map's reported resolution; the manifest gives none"
-    elif target < pair.resolution:
-        pair.unavailable = f"target_resolution={target:g} Å is finer than the map's reported {pair.resolution:g} Å"
-    else:
+    pair.unavailable = target_unavailable(pair.resolution, target)
+    if not pair.unavailable:
         pair.experimental = filtered_map(pair.experimental, pair.resolution, target)
         pair.resolution = target
     return pair
