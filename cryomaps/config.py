@@ -42,3 +42,12 @@ def to_plain(config) -> dict:
     from omegaconf import OmegaConf
 
     return OmegaConf.to_container(config, resolve=True)
+
+
+def check_integer_setting(name: str, value, low: int, high: int | None = None) -> int:
+    """``value`` of the config setting ``name`` (e.g. ``data.patch_size``) when it is an integer in
+    [``low``, ``high``] (``high=None``: no upper bound); else an InputError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+        raise InputError(None, f"{name} must be an integer {bounds}, got {value!r}")
+    return value

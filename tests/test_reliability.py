@@ -338,6 +338,12 @@ BAD_OPTIONS = [
     (["finetune", "ckpt={folder}/missing.ckpt", "run_dir={folder}/run"], ["ckpt", "missing.ckpt"]),
     (["train", "trainer.accelerator=quantum"], ["trainer.accelerator"]),
     (["train", "trainer.limit_train_batches=many"], ["trainer.limit_train_batches"]),
+    *[(["train", "run_dir={folder}/run", setting], phrases) for setting, phrases in (
+        ("data.patch_size=0", ["data.patch_size", "integer"]), ("data.patch_size=30", ["data.patch_size", "stride"]),
+        ("data.batch_size=0", ["data.batch_size"]), ("data.samples_per_volume=0", ["data.samples_per_volume"]),
+        ("data.num_workers=-1", ["data.num_workers"]), ("data.val_samples_per_volume=0", ["data.val_samples_per_volume"]),
+        ("task.learning_rate=-1", ["task.learning_rate", "positive"]), ("trainer.max_epochs=-5", ["max_epochs"]),
+        ("+trainer.bogus=1", ["trainer.bogus"]))],
 ]
 if not torch.cuda.is_available():
     BAD_OPTIONS += [

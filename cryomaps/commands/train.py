@@ -72,12 +72,16 @@ def missing_folders(run_dir: Path) -> list[Path]:
 
 
 def remove_unused_run_folders(new_folders: list[Path]) -> None:
-    """After a failed start, remove the run folders it created if they hold nothing but ``config.yaml``."""
+    """After a failed start, remove the run folders it created if they hold no file but
+    ``config.yaml`` (empty folders, such as a logger's ``logs/version_0``, do not count)."""
     if not new_folders or not new_folders[0].is_dir():
         return
-    if {entry.name for entry in new_folders[0].iterdir()} - {"config.yaml"}:
+    run_dir = new_folders[0]
+    if any(path.is_file() and path != run_dir / "config.yaml" for path in run_dir.rglob("*")):
         return  # something was trained or logged: keep it
-    (new_folders[0] / "config.yaml").unlink(missing_ok=True)
+    (run_dir / "config.yaml").unlink(missing_ok=True)
+    for folder in sorted((path for path in run_dir.rglob("*") if path.is_dir()), key=lambda path: len(path.parts), reverse=True):
+        folder.rmdir()
     for folder in new_folders:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

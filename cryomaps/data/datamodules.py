@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from cryomaps.config import compose_config
+from cryomaps.config import check_integer_setting, compose_config
 from cryomaps.data.curate import CurationOptions, curate_entries
 from cryomaps.data.curated import INDEX_NAME, read_curated_index, read_curated_pair
 from cryomaps.data.manifest import read_manifest
@@ -79,6 +79,8 @@ class _PatchDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.patch_options = PatchOptions(patch_size, samples_per_volume, queue_length, num_workers, seed)
+        check_integer_setting("data.batch_size", batch_size, 1)
+        check_integer_setting("data.val_samples_per_volume", val_samples_per_volume, 1)
         self.batch_size = batch_size
         self.val_samples_per_volume = val_samples_per_volume
         self.augmentation = None if augmentation is None else _options(AugmentationOptions, augmentation)

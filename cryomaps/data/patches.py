@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torchio as tio
 
+from cryomaps.config import check_integer_setting
 from cryomaps.errors import InputError
 from cryomaps.signal import low_pass_to_resolution
 
@@ -211,6 +212,10 @@ def build_augmentation(
     return tio.Compose(transforms) if transforms else None
 
 
+PATCH_SETTING_LIMITS = {"patch_size": (8, 256), "samples_per_volume": (1, None), "queue_length": (1, None), "num_workers": (0, None)}
+"""Inclusive bounds of the integer :class:`PatchOptions` (``data.<name>`` in the configs)."""
+
+
 @dataclass(frozen=True)
 class PatchOptions:
     """Patch sampling settings.
@@ -230,6 +235,8 @@ class PatchOptions:
     seed: int = 0
 
     def __post_init__(self):
+        for name, (low, high) in PATCH_SETTING_LIMITS.items():
+            check_integer_setting(f"data.{name}", getattr(self, name), low, high)
         if self.queue_length < self.samples_per_volume:
             raise InputError(
                 None, f"queue_length ({self.queue_length}) must be at least samples_per_volume ({self.samples_per_volume})"

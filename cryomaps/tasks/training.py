@@ -16,6 +16,8 @@ hyperparameters, except those given as ``model.<network>.<key>=...`` overrides (
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +56,9 @@ def build_task(config, model_hyperparameters: dict | None = None, frozen_prefixe
     plain = to_plain(config)
     task_parameters = dict(plain["task"])
     name = task_parameters.pop("name")
+    rate = task_parameters.get("learning_rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise InputError(None, f"task.learning_rate must be a positive number, got {rate!r}")
     networks = {**plain["model"], **(model_hyperparameters or {})}
     if frozen_prefixes:
         task_parameters["frozen_prefixes"] = list(frozen_prefixes)
@@ -96,6 +101,16 @@ def build_logger(config, run_dir: Path):
     raise InputError(None, f"unknown logger.kind {config.logger.kind!r}; choose csv or wandb")
 
 
+def check_patch_size(task, datamodule) -> None:
+    """Refuse training patches the task's networks cannot take: their edge must be a multiple of
+    each network's stride (``network.stride``, voxels)."""
+    size = datamodule.patch_options.patch_size
+    strides = [network.stride for network in task.children() if isinstance(getattr(network, "stride", None), int)]
+    stride = math.lcm(*strides) if strides else 1
+    if size % stride:
+        raise InputError(None, f"data.patch_size must be a multiple of the network stride {stride}, got {size}")
+
+
 def build_trainer(config, run_dir: Path, extra_callbacks: list | None = None):
     from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -103,11 +118,19 @@ def build_trainer(config, run_dir: Path, extra_callbacks: list | None = None):
         dirpath=str(run_dir / "checkpoints"), filename="step{step:06d}", auto_insert_metric_name=False,
         every_n_train_steps=config.checkpoint.every_n_train_steps, save_last=True, save_top_k=1,
     )
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     callbacks = [checkpoints, *(extra_callbacks or [])]
-    return L.Trainer(
-        **to_plain(config.trainer), default_root_dir=str(run_dir), logger=build_logger(config, run_dir),
-        callbacks=callbacks,
-    )
+    settings = to_plain(config.trainer)
+    try:
+        return L.Trainer(**settings, default_root_dir=str(run_dir), logger=build_logger(config, run_dir), callbacks=callbacks)
+    except TypeError as error:  # a key the Trainer does not take
+        unknown = sorted(key for key in settings if key not in inspect.signature(L.Trainer).parameters)
+        if not unknown:
+            raise
+        raise InputError(None, f"trainer.{unknown[0]} is not a Lightning Trainer setting ({error})") from None
+    except (MisconfigurationException, ValueError) as error:
+        raise InputError(None, f"trainer settings refused by Lightning: {str(error).strip().splitlines()[0]}") from None
 
 
 def resume_checkpoint(config, run_dir: Path) -> str | None:
@@ -142,6 +165,7 @@ def run_training(config, task=None) -> Path:
     run_dir = prepare_run_dir(config)
     task = task if task is not None else build_task(config)
     datamodule = build_datamodule(config)
+    check_patch_size(task, datamodule)
     trainer = build_trainer(config, run_dir)
     trainer.fit(task, datamodule=datamodule, ckpt_path=resume_checkpoint(config, run_dir))
     if trainer.is_global_zero:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryomaps.config import check_integer_setting
 from cryomaps.data.manifest import ManifestEntry, filter_split, read_manifest
 from cryomaps.errors import CryomapsError, InputError
 from cryomaps.inference.generate import TilingOptions
@@ -154,10 +155,7 @@ def tiling_from_config(tiling) -> TilingOptions:
     """The composed config's ``tiling`` group as :class:`TilingOptions`; raises InputError naming the
     first setting that is not an integer within :data:`TILING_LIMITS`."""
     for key, (low, high) in TILING_LIMITS.items():
-        value = tiling[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-            bounds = f"at least {low}" if high is None else f"from {low} to {high}"
-            raise InputError(None, f"{TILING_OPTION_NAMES[key]} must be an integer {bounds}, got {value!r}")
+        check_integer_setting(TILING_OPTION_NAMES[key], tiling[key], low, high)
     return TilingOptions(tile_size=tiling.tile_size, overlap=tiling.overlap, batch_size=tiling.batch_size, device=tiling.device)
 
 
