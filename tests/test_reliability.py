@@ -338,6 +338,8 @@ BAD_OPTIONS = [
     (["finetune", "ckpt={folder}/missing.ckpt", "run_dir={folder}/run"], ["ckpt", "missing.ckpt"]),
     (["train", "trainer.accelerator=quantum"], ["trainer.accelerator"]),
     (["train", "trainer.limit_train_batches=many"], ["trainer.limit_train_batches"]),
+    *[(["refine", "{pair_model.pdb}", "{ref.mrc}", "-o", "@r.cif", "--resolution", "4", "--monomer-library", folder],
+       ["--monomer-library", phrase]) for folder, phrase in (("{folder}/missing", "no such folder"), ("{model.pdb}", "not a folder"))],
     *[(["train", "run_dir={folder}/run", setting], phrases) for setting, phrases in (
         ("data.patch_size=0", ["data.patch_size", "integer"]), ("data.patch_size=30", ["data.patch_size", "stride"]),
         ("data.batch_size=0", ["data.batch_size"]), ("data.samples_per_volume=0", ["data.samples_per_volume"]),

@@ -173,6 +173,15 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
+def input_folder(text: str) -> str:
+    """An existing folder to read from. Returns ``text``."""
+    if not text or not text.strip():
+        raise argparse.ArgumentTypeError("an empty folder name")
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {'is not a folder' if Path(text).exists() else 'no such folder'}")
+    return text
+
+
 def output_folder(text: str) -> str:
     """A folder to write into: an existing writable folder, or one that can be created. Returns ``text``."""
     if not text or not text.strip():

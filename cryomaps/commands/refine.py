@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
                         help="mask around the atoms (default max(2.5, 0.75 x resolution))")
     parser.add_argument("--xyz-weight", type=options.positive_float, default=None, metavar="W",
                         help="weight of the map against the geometry restraints (default 5)")
-    parser.add_argument("--monomer-library", default=None, metavar="DIR",
+    parser.add_argument("--monomer-library", type=options.input_folder, default=None, metavar="DIR",
                         help="CCP4 monomer library for geometry restraints (default $CLIBD_MON; none: covalent radii "
                         "with the starting model's values as targets)")
 
