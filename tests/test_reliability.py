@@ -345,7 +345,7 @@ BAD_OPTIONS = [
         ("data.batch_size=0", ["data.batch_size"]), ("data.samples_per_volume=0", ["data.samples_per_volume"]),
         ("data.num_workers=-1", ["data.num_workers"]), ("data.val_samples_per_volume=0", ["data.val_samples_per_volume"]),
         ("task.learning_rate=-1", ["task.learning_rate", "positive"]), ("trainer.max_epochs=-5", ["max_epochs"]),
-        ("+trainer.bogus=1", ["trainer.bogus"]))],
+        ("+trainer.bogus=1", ["trainer.bogus"]), ("checkpoint.every_n_train_steps=-1", ["checkpoint.every_n_train_steps"]))],
 ]
 if not torch.cuda.is_available():
     BAD_OPTIONS += [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import lightning as L
 
-from cryomaps.config import to_plain
+from cryomaps.config import check_integer_setting, to_plain
 from cryomaps.errors import CryomapsError, InputError
 from cryomaps.io.atomic import write_text_atomically
 from cryomaps.models.weights import load_checkpoint_networks, save_network
@@ -112,14 +112,20 @@ def check_patch_size(task, datamodule) -> None:
 
 
 def build_trainer(config, run_dir: Path, extra_callbacks: list | None = None):
+    """The Lightning Trainer of ``config.trainer``, checkpointing into ``run_dir/checkpoints``.
+
+    Raises:
+        InputError: ``checkpoint.every_n_train_steps`` is not an integer ≥ 0 (0: no step checkpoints), or a ``trainer``
+            setting is one Lightning does not know or refuses (one line naming it).
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    steps = check_integer_setting("checkpoint.every_n_train_steps", config.checkpoint.every_n_train_steps, 0)
     checkpoints = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"), filename="step{step:06d}", auto_insert_metric_name=False,
-        every_n_train_steps=config.checkpoint.every_n_train_steps, save_last=True, save_top_k=1,
+        every_n_train_steps=steps, save_last=True, save_top_k=1,
     )
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
     callbacks = [checkpoints, *(extra_callbacks or [])]
     settings = to_plain(config.trainer)
     try:

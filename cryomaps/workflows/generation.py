@@ -51,12 +51,12 @@ def output_resolution(loaded: LoadedNetwork) -> float | None:
     return float(stored)
 
 
-TILING_OPTION_NAMES = {"tile_size": "--tile-size", "overlap": "--overlap"}
+GENERATE_OPTION_NAMES = {"tile_size": "--tile-size", "overlap": "--overlap"}
 """How ``cryomaps generate`` spells the tiling settings in its messages (:func:`check_generator`)."""
 
 
 def check_generator(loaded: LoadedNetwork, weights, tiling: TilingOptions,
-                    option_names: Mapping[str, str] = TILING_OPTION_NAMES) -> None:
+                    option_names: Mapping[str, str] = GENERATE_OPTION_NAMES) -> None:
     """Refuse generator weights without the metadata that prepares their input or with an unusable
     output resolution, and blend tiles the generator cannot take.
 

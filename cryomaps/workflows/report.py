@@ -147,7 +147,7 @@ class Report:
 TILING_LIMITS = {"tile_size": (8, 256), "overlap": (0, None), "batch_size": (1, 4096)}
 """Inclusive bounds of the config's integer ``tiling`` settings (those of ``cryomaps generate``'s options)."""
 
-TILING_OPTION_NAMES = {key: f"tiling.{key}" for key in TILING_LIMITS}
+CONFIG_TILING_NAMES = {key: f"tiling.{key}" for key in TILING_LIMITS}
 """How the config spells the tiling settings in messages."""
 
 
@@ -155,7 +155,7 @@ def tiling_from_config(tiling) -> TilingOptions:
     """The composed config's ``tiling`` group as :class:`TilingOptions`; raises InputError naming the
     first setting that is not an integer within :data:`TILING_LIMITS`."""
     for key, (low, high) in TILING_LIMITS.items():
-        check_integer_setting(TILING_OPTION_NAMES[key], tiling[key], low, high)
+        check_integer_setting(CONFIG_TILING_NAMES[key], tiling[key], low, high)
     return TilingOptions(tile_size=tiling.tile_size, overlap=tiling.overlap, batch_size=tiling.batch_size, device=tiling.device)
 
 
@@ -249,7 +249,7 @@ def load_generator(checkpoint: Path | None, tiling: TilingOptions) -> LoadedNetw
                 checkpoint, "bundled generator weights not installed: give generator_ckpt=PATH or leave out generator"
             )
     loaded = load_network(checkpoint, "generator")
-    check_generator(loaded, checkpoint, tiling, TILING_OPTION_NAMES)
+    check_generator(loaded, checkpoint, tiling, CONFIG_TILING_NAMES)
     return loaded
 
 
