@@ -33,6 +33,7 @@ import torch
 
 from cryomaps.cli import main
 from cryomaps.io import DensityMap, read_map, write_map
+from cryomaps.io.weights import bundled_weights_path
 
 SMALL_MODEL = "2va0A_99res.pdb.gz"
 PAIR = "EMD-21457_spike_NTD_segment"
@@ -84,7 +85,7 @@ def _write_raw_map(path: Path, data: np.ndarray, mode: int | None = None) -> Pat
 
 
 def _bad_weights(folder: Path) -> dict[str, Path]:
-    from cryomaps.io.weights import WEIGHTS_FORMAT, bundled_weights_path
+    from cryomaps.io.weights import WEIGHTS_FORMAT
 
     paths = {name: folder / f"{name}.pt" for name in ("bare_tensor", "no_hyperparameters", "empty")}
     torch.save(torch.zeros(3), paths["bare_tensor"])
@@ -336,6 +337,7 @@ BAD_OPTIONS = [
     (["train", "trainer.max_epochs=abc"], ["trainer.max_epochs"]),
     (["train", "data.manifest={folder}/missing.csv", "run_dir={folder}/run"], ["data.manifest", "missing.csv"]),
     (["finetune", "ckpt={folder}/missing.ckpt", "run_dir={folder}/run"], ["ckpt", "missing.ckpt"]),
+    (["finetune", f"ckpt={bundled_weights_path('cryores')}", "run_dir={folder}/run"], ["cryores_small.pt", "task=struc2map"]),
     (["train", "trainer.accelerator=quantum"], ["trainer.accelerator"]),
     (["train", "trainer.limit_train_batches=many"], ["trainer.limit_train_batches"]),
     *[(["refine", "{pair_model.pdb}", "{ref.mrc}", "-o", "@r.cif", "--resolution", "4", "--monomer-library", folder],

@@ -186,10 +186,15 @@ def run_finetuning(config, overridden_keys: Sequence[str] = ()) -> Path:
         overridden_keys: dotted keys given as overrides (``model.generator.resolution_conditioning``);
             a ``model.<network>.<key>`` among them replaces the checkpoint's stored value.
     Raises:
-        InputError: the weights do not fit the networks so built (one line naming the first misfit).
+        InputError: the weights hold a network the task does not train, or do not fit the networks
+            so built (one line naming the first misfit).
     """
     L.seed_everything(int(config.seed), workers=True)  # what the weights do not set starts the same every run
     stored, state_dict = load_checkpoint_networks(config.ckpt)
+    foreign = sorted(set(stored) - set(config.model))
+    if foreign:
+        raise InputError(config.ckpt, f"holds the network(s) {', '.join(foreign)}, which task={config.task.name} does not "
+                                      f"train (it trains {', '.join(config.model)}; choose the task of these weights)")
     changed = overridden_network_settings(config, stored, overridden_keys)
     networks = {kind: {**hyperparameters, **changed.get(kind, {})} for kind, hyperparameters in stored.items()}
     task = build_task(config, model_hyperparameters=networks, frozen_prefixes=list(config.freeze))
