@@ -8,6 +8,7 @@ without Hydra changing the working directory.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from cryomaps.errors import InputError
@@ -51,3 +52,11 @@ def check_integer_setting(name: str, value, low: int, high: int | None = None) -
         bounds = f"at least {low}" if high is None else f"from {low} to {high}"
         raise InputError(None, f"{name} must be an integer {bounds}, got {value!r}")
     return value
+
+
+def check_positive_number(name: str, value, unit: str = "") -> float:
+    """``value`` of the setting ``name`` as a float when it is a finite number > 0; else an
+    InputError naming the setting (``unit``, e.g. "Å", is named in the message)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise InputError(None, f"{name} must be a positive number{f' of {unit}' if unit else ''}, got {value!r}")
+    return float(value)

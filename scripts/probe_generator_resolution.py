@@ -59,8 +59,10 @@ def main() -> int:
     experimental = read_map(entry.map_path)
     target = filtered_map(experimental, entry.reported_resolution_A, args.resolution)
     generator = load_network(bundled_weights_path("generator"), "generator")
-    raw = generate_map(structure, generator.network, generator.metadata, like=experimental)
     d_g = generator.metadata["output_resolution"]
+    if args.resolution <= d_g:
+        parser.error(f"--resolution must be coarser than the generator's output resolution {d_g:g} Å")
+    raw = generate_map(structure, generator.network, generator.metadata, like=experimental)
 
     def scores(density: np.ndarray) -> dict[str, float]:
         result = evaluate_maps(DensityMap.from_grid(density.astype(np.float32), target.grid), target)
@@ -69,7 +71,8 @@ def main() -> int:
     def molmap(resolution: float) -> np.ndarray:
         return render_structure_array(structure, target.grid, model="molmap", resolution=resolution)
 
-    filtered = {assumed: filtered_map(raw, assumed, args.resolution).data for assumed in ASSUMED_OUTPUT_RESOLUTIONS if assumed < args.resolution}
+    assumed_resolutions = sorted({*ASSUMED_OUTPUT_RESOLUTIONS, d_g})  # the shipped d_g among them
+    filtered = {assumed: filtered_map(raw, assumed, args.resolution).data for assumed in assumed_resolutions if assumed < args.resolution}
     shipped = filtered[d_g]
     matched = molmap(args.resolution)
     rows = [{"map": f"generator, d_g = {assumed:g} Å", **scores(data)} for assumed, data in filtered.items()]

@@ -63,7 +63,7 @@ def write_weights_file(
     return path
 
 
-def load_failure(error: Exception) -> str:
+def _load_failure(error: Exception) -> str:
     """One line saying why ``torch.load(..., weights_only=True)`` failed: the unpickler's own reason
     when torch gives one (its message otherwise leads with advice to load the file unsafely), else
     the first line of the message."""
@@ -81,7 +81,7 @@ def read_weights_content(path: str | os.PathLike) -> dict:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or corrupt files
-        raise InputError(path, f"not a loadable weights/checkpoint file ({load_failure(error)})") from None
+        raise InputError(path, f"not a loadable weights/checkpoint file ({_load_failure(error)})") from None
     if not isinstance(content, dict):
         raise InputError(path, f"holds a {type(content).__name__}, not a cryomaps weights file or checkpoint")
     return content

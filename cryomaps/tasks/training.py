@@ -23,7 +23,7 @@ from pathlib import Path
 
 import lightning as L
 
-from cryomaps.config import check_integer_setting, to_plain
+from cryomaps.config import check_integer_setting, check_positive_number, to_plain
 from cryomaps.errors import CryomapsError, InputError
 from cryomaps.io.atomic import write_text_atomically
 from cryomaps.models.weights import load_checkpoint_networks, save_network
@@ -56,9 +56,8 @@ def build_task(config, model_hyperparameters: dict | None = None, frozen_prefixe
     plain = to_plain(config)
     task_parameters = dict(plain["task"])
     name = task_parameters.pop("name")
-    rate = task_parameters.get("learning_rate", 1.0)
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise InputError(None, f"task.learning_rate must be a positive number, got {rate!r}")
+    if "learning_rate" in task_parameters:
+        check_positive_number("task.learning_rate", task_parameters["learning_rate"])
     networks = {**plain["model"], **(model_hyperparameters or {})}
     if frozen_prefixes:
         task_parameters["frozen_prefixes"] = list(frozen_prefixes)

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from cryomaps.config import check_positive_number
 from cryomaps.data.manifest import ManifestEntry
 from cryomaps.errors import InputError
 from cryomaps.inference.generate import TilingOptions, estimated_resolution, generate_map
@@ -46,9 +47,7 @@ def output_resolution(loaded: LoadedNetwork) -> float | None:
     stored = loaded.metadata.get("output_resolution")
     if stored is None:
         return None if loaded.network.resolution_conditioned else UNCONDITIONED_OUTPUT_RESOLUTION
-    if isinstance(stored, bool) or not isinstance(stored, (int, float)) or not stored > 0:
-        raise InputError(None, f"generator weights metadata output_resolution must be a positive number of Å, got {stored!r}")
-    return float(stored)
+    return check_positive_number("generator weights metadata output_resolution", stored, "Å")
 
 
 GENERATE_OPTION_NAMES = {"tile_size": "--tile-size", "overlap": "--overlap"}

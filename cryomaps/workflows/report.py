@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryomaps.config import check_integer_setting
+from cryomaps.config import check_integer_setting, check_positive_number
 from cryomaps.data.manifest import ManifestEntry, filter_split, read_manifest
 from cryomaps.errors import CryomapsError, InputError
 from cryomaps.inference.generate import TilingOptions
@@ -98,8 +98,6 @@ class ReportOptions:
         """Options from the composed ``evaluate`` config; raises InputError for unknown methods."""
         methods = [config.methods] if isinstance(config.methods, str) else list(config.methods)
         target = config.get("target_resolution")
-        if target is not None and not (isinstance(target, (int, float)) and target > 0):
-            raise InputError(None, f"target_resolution must be a positive number of Å, got {target!r}")
         return cls(
             methods=check_methods([str(method) for method in methods]),
             generator_ckpt=None if config.generator_ckpt is None else Path(config.generator_ckpt),
@@ -107,7 +105,7 @@ class ReportOptions:
             remove_waters=bool(config.remove_waters),
             remove_hydrogens=bool(config.remove_hydrogens),
             tiling=tiling_from_config(config.tiling),
-            target_resolution=None if target is None else float(target),
+            target_resolution=None if target is None else check_positive_number("target_resolution", target, "Å"),
         )
 
 
